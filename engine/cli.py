@@ -1,0 +1,207 @@
+"""`python -m engine …`: the command-line contract. Flags are public: add freely, rename none.
+
+Exit status: 0 all jobs done; 3 finished with some jobs failed permanently; 2 bad usage or bad
+input; 130 stopped by a signal (rerun the same command to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.generate import EXIT_USAGE, GenerateOptions, generate
+from engine.logs import configure_logging
+from engine.report import export_command, status_command
+from engine.run import RunConfig
+from engine.simproc import watch_parent
+from workers.executor import RetryPolicy
+from workers.sim_config import SimConfig, config_problems
+from workers.simulator import run_forever
+
+try:
+    import uvloop
+except ImportError:  # uvloop is optional (not on Windows)
+    uvloop = None  # type: ignore[assignment]
+
+DEFAULT_RUN_DIR = Path("runs/default")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("generate", help="run every job of a request file to completion")
+    p.add_argument("--requests", type=Path, help="OpenAI Batch API input JSONL")
+    p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="queue and outputs")
+    p.add_argument("--concurrency", type=_positive_int, default=64, help="calls in flight")
+    p.add_argument(
+        "--base-url",
+        help="OpenAI-compatible API (default: $OPENAI_BASE_URL, else the built-in simulator)",
+    )
+    p.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the API key (never logged or stored)",
+    )
+    p.add_argument(
+        "--max-attempts", type=_positive_int, default=5, help="attempts per job before it fails"
+    )
+    p.add_argument(
+        "--retry-base-s",
+        type=float,
+        default=1.0,
+        help="first retry delay; doubles each attempt (with jitter)",
+    )
+    p.add_argument("--retry-max-s", type=float, default=60.0, help="longest retry delay")
+    p.add_argument("--timeout-s", type=float, default=120.0, help="per-request timeout")
+    p.add_argument(
+        "--grace-s",
+        type=float,
+        default=30.0,
+        help="on SIGINT/SIGTERM, how long in-flight calls may finish",
+    )
+    p.add_argument("--transport", choices=("aiohttp", "sdk"), default="aiohttp")
+    p.add_argument(
+        "--sim-latency-ms",
+        type=float,
+        default=0.0,
+        help="latency of the built-in simulator when it is used",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="live progress display (default: on a terminal)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    run = RunConfig(
+        concurrency=args.concurrency,
+        timeout_s=args.timeout_s,
+        grace_s=args.grace_s,
+        retry=RetryPolicy(
+            max_attempts=args.max_attempts, base_s=args.retry_base_s, max_s=args.retry_max_s
+        ),
+        seed=args.seed,
+    )
+    options = GenerateOptions(
+        run_dir=args.run_dir,
+        requests=args.requests,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        transport=args.transport,
+        simulator_args=("--latency-ms", str(args.sim_latency_ms)),
+        progress=args.progress,
+        run=run,
+    )
+    if args.requests is None:
+        print("error: give --requests FILE (OpenAI Batch API input JSONL)", file=sys.stderr)
+        return EXIT_USAGE
+    return _run_async(lambda: generate(options))
+
+
+def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("status", help="counts by status and stage, attempts, tokens, elapsed")
+    p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=lambda a: _run_async(lambda: status_command(a.run_dir, a.json)))
+
+
+def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("export", help="rewrite results.jsonl and errors.jsonl from the queue")
+    p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
+    p.set_defaults(func=lambda a: _run_async(lambda: export_command(a.run_dir)))
+
+
+def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("simulate", help="serve the OpenAI-compatible simulator on 127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument("--latency-dist", choices=("fixed", "lognormal"), default="fixed")
+    p.add_argument("--latency-sigma", type=float, default=0.8)
+    p.add_argument("--output-tokens", type=int, default=64)
+    p.add_argument("--rpm", type=int)
+    p.add_argument("--tpm", type=int)
+    p.add_argument("--error-rate", type=float, default=0.0)
+    p.add_argument("--rate-limit-rate", type=float, default=0.0)
+    p.add_argument("--timeout-rate", type=float, default=0.0)
+    p.add_argument("--hang-s", type=float, default=300.0)
+    p.add_argument("--malformed-rate", type=float, default=0.0)
+    p.add_argument("--outage-after-s", type=float)
+    p.add_argument("--outage-for-s", type=float, default=0.0)
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        dest="models",
+        help="serve only these models (repeat); others get 404",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    p.set_defaults(func=_run_simulate)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    config = SimConfig(
+        latency_ms=args.latency_ms,
+        latency_dist=args.latency_dist,
+        latency_sigma=args.latency_sigma,
+        output_tokens=args.output_tokens,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        error_rate=args.error_rate,
+        rate_limit_rate=args.rate_limit_rate,
+        timeout_rate=args.timeout_rate,
+        hang_s=args.hang_s,
+        malformed_rate=args.malformed_rate,
+        outage_after_s=args.outage_after_s,
+        outage_for_s=args.outage_for_s,
+        models=tuple(args.models),
+        seed=args.seed,
+    )
+    problems = config_problems(config)
+    if problems:
+        print("error: " + "; ".join(problems), file=sys.stderr)
+        return EXIT_USAGE
+    if args.parent_pid is not None:
+        watch_parent(args.parent_pid)
+    run_forever(config, args.host, args.port)
+    return 0
+
+
+def _run_async(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run on uvloop when it is installed."""
+    factory = uvloop.new_event_loop if uvloop is not None else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine",
+        description="Async high-throughput generation engine with a durable SQLite queue.",
+    )
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_generate, _add_status, _add_export, _add_simulate):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    code: int = args.func(args)
+    return code

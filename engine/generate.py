@@ -1,0 +1,201 @@
+"""`python -m engine generate`: enqueue, recover, run, report — the steps in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from engine.crashpoints import CrashPoints
+from engine.inputs import InputError, read_batch_requests
+from engine.output import OutputFiles
+from engine.progress import ProgressReporter
+from engine.queue import EnqueueConflict
+from engine.run import Coordinator, RunConfig
+from engine.rundir import RunDirBusy, lock_run_dir, queue_path
+from engine.simproc import local_simulator
+from engine.sqlite_queue import SQLiteQueue
+from schemas.job import Status
+from workers.client import AiohttpTransport, ChatTransport
+from workers.sdk_client import SdkTransport
+
+log = structlog.get_logger()
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_FAILED_JOBS = 3
+EXIT_INTERRUPTED = 130
+
+
+class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    run_dir: Path
+    requests: Path | None
+    base_url: str | None
+    api_key_env: str = "OPENAI_API_KEY"
+    transport: str = "aiohttp"
+    simulator_args: tuple[str, ...] = ()
+    progress: bool | None = None  # None: on a terminal only
+    run: RunConfig = RunConfig()
+
+
+async def generate(options: GenerateOptions) -> int:
+    options.run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = lock_run_dir(options.run_dir)
+    except RunDirBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with lock:
+        queue = await SQLiteQueue.open(queue_path(options.run_dir))
+        try:
+            return await _generate(queue, options)
+        finally:
+            await queue.close()
+
+
+async def _generate(queue: SQLiteQueue, options: GenerateOptions) -> int:
+    if options.requests is not None:
+        try:
+            await enqueue_file(queue, options.requests)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            print("nothing was enqueued from that file", file=sys.stderr)
+            return EXIT_USAGE
+    orphans = await queue.reset_running()
+    if orphans:
+        log.info("queue.recovered", jobs_back_to_queue=orphans)
+    crash = CrashPoints.from_env()
+    output = OutputFiles(options.run_dir, crash)
+    try:
+        await output.recover(queue)
+        counts = await queue.counts()
+        if counts.total == 0:
+            print("error: the queue is empty: give --requests FILE", file=sys.stderr)
+            return EXIT_USAGE
+        if counts.count(Status.QUEUED) == 0:
+            print(
+                f"run already complete: {counts.count(Status.DONE)} done, "
+                f"{counts.count(Status.FAILED)} failed; nothing to do ({options.run_dir})"
+            )
+            return _exit_code(counts.count(Status.FAILED), interrupted=False)
+        finished_before = counts.count(Status.DONE) + counts.count(Status.FAILED)
+        async with _endpoint(options) as base_url:
+            coordinator = Coordinator(
+                queue, _transport(options, base_url), output, options.run, crash=crash
+            )
+            return await _run(queue, coordinator, options, counts.total, finished_before)
+    finally:
+        output.close()
+
+
+async def enqueue_file(queue: SQLiteQueue, path: Path) -> int:
+    """Enqueue a Batch API request file unless this exact file was enqueued already."""
+    key, signature = _source_signature(path)
+    if await queue.get_meta(key) == signature:
+        return 0
+    try:
+        added = await queue.enqueue(read_batch_requests(path))
+    except EnqueueConflict as exc:
+        raise InputError(path, exc.line, exc.detail) from None
+    await queue.set_meta({key: signature})
+    log.info("queue.enqueued", file=str(path), new_jobs=added)
+    return added
+
+
+def _source_signature(path: Path) -> tuple[str, str]:
+    """(meta key, size and mtime) identifying a request file already enqueued."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise InputError(path, None, f"cannot read: {exc.strerror}") from None
+    return f"source:{path.resolve()}", f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+@contextlib.asynccontextmanager
+async def _endpoint(options: GenerateOptions) -> AsyncIterator[str]:
+    base_url = options.base_url or os.environ.get("OPENAI_BASE_URL")
+    if base_url:
+        yield base_url
+        return
+    async with local_simulator(options.simulator_args) as url:
+        print(f"no --base-url or OPENAI_BASE_URL: using the built-in simulator at {url}")
+        yield url
+
+
+def _transport(options: GenerateOptions, base_url: str) -> ChatTransport:
+    api_key = os.environ.get(options.api_key_env, "") or "sk-no-key"
+    run = options.run
+    if options.transport == "sdk":
+        return SdkTransport(base_url, api_key, run.concurrency, run.timeout_s)
+    return AiohttpTransport(base_url, api_key, run.concurrency, run.timeout_s)
+
+
+async def _run(
+    queue: SQLiteQueue,
+    coordinator: Coordinator,
+    options: GenerateOptions,
+    total: int,
+    finished_before: int,
+) -> int:
+    interactive = sys.stderr.isatty() if options.progress is None else options.progress
+    reporter = ProgressReporter(coordinator.stats, total, finished_before, interactive)
+    progress = asyncio.create_task(reporter.run())
+    try:
+        with _stop_on_signals(coordinator):
+            stats = await coordinator.run()
+    finally:
+        progress.cancel()
+        await coordinator.close()
+    interrupted = coordinator.stopping
+    counts = await queue.counts()
+    summary = reporter.snapshot()
+    log.info("run.finished" if not interrupted else "run.interrupted", **summary)
+    if interrupted:
+        print(
+            f"stopped: {stats.done + stats.failed} jobs finished in this run, "
+            f"{counts.count(Status.QUEUED)} left; run the same command to resume"
+        )
+    else:
+        print(
+            f"complete: {counts.count(Status.DONE)} done, {counts.count(Status.FAILED)} failed "
+            f"-> {options.run_dir}"
+        )
+    return _exit_code(counts.count(Status.FAILED), interrupted)
+
+
+def _exit_code(failed: int, interrupted: bool) -> int:
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED_JOBS if failed else EXIT_OK
+
+
+@contextlib.contextmanager
+def _stop_on_signals(coordinator: Coordinator) -> Iterator[None]:
+    """First SIGINT/SIGTERM: graceful stop. Second: exit at once (the queue loses nothing)."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if coordinator.stopping:
+            os._exit(EXIT_INTERRUPTED)
+        print(
+            f"{signal.Signals(signum).name}: stopping (in-flight calls get the grace period; "
+            "signal again to exit now)",
+            file=sys.stderr,
+        )
+        coordinator.request_stop()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        yield
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,68 @@
+"""Reading OpenAI Batch API request files into jobs, streamed, with errors that name the line."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+
+from schemas.batch import SUPPORTED_URLS, batch_input_decoder
+from schemas.job import NewJob
+from schemas.openai import ChatRequest
+
+_canonical = msgspec.json.Encoder(order="sorted")
+
+
+class InputError(Exception):
+    """Bad input: names the file and, where it applies, the line."""
+
+    def __init__(self, path: Path, line: int | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {message}")
+
+
+def canonical_body(body: object) -> bytes:
+    """The body as compact JSON with sorted keys: key order and whitespace do not matter."""
+    return _canonical.encode(body)
+
+
+def fingerprint(canonical: bytes) -> str:
+    """The identity of a request: what the deduplication cache and conflict checks key on."""
+    return hashlib.blake2b(canonical, digest_size=16).hexdigest()
+
+
+def read_batch_requests(path: Path) -> Iterator[NewJob]:
+    """Yield one job per non-blank line of a Batch API input file; raise InputError on the
+    first bad line (the caller's enqueue transaction then enqueues nothing)."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise InputError(path, None, f"cannot read: {exc.strerror}") from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if raw.strip():
+                yield _parse_line(path, number, raw)
+
+
+def _parse_line(path: Path, number: int, raw: bytes) -> NewJob:
+    try:
+        item = batch_input_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InputError(path, number, f"not a valid request line: {exc}") from None
+    if not item.custom_id:
+        raise InputError(path, number, "custom_id is empty")
+    if item.method.upper() != "POST":
+        raise InputError(path, number, f"method {item.method!r} is not supported (use POST)")
+    if item.url not in SUPPORTED_URLS:
+        known = ", ".join(sorted(SUPPORTED_URLS))
+        raise InputError(path, number, f"unknown url {item.url!r} (supported: {known})")
+    try:
+        msgspec.convert(item.body, ChatRequest)
+    except msgspec.ValidationError as exc:
+        raise InputError(path, number, f"body is not a chat-completions request: {exc}") from None
+    payload = canonical_body(item.body)
+    return NewJob(id=item.custom_id, fingerprint=fingerprint(payload), payload=payload, line=number)

@@ -1,0 +1,209 @@
+"""results.jsonl / errors.jsonl: exactly once, derived from the queue.
+
+The invariant: the queue's meta table records, in the same transaction that marks jobs
+finished, how many bytes of each output file are committed. The writer appends the lines of a
+batch *before* committing it, so after a crash the file holds the committed prefix plus at
+most one uncommitted (possibly torn) tail, which `recover` truncates; those jobs were never
+marked finished, so they run again and are appended again. A rebuild (export, or a file
+shorter than recorded) writes every finished job to a temporary file and renames it over, with
+a `rebuild_pending` flag so that a crash in the middle simply rebuilds again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from engine.crashpoints import NONE as NO_CRASH
+from engine.crashpoints import CrashPoints
+from engine.queue import WorkQueue
+from schemas.batch import BatchError, BatchOutputLine, BatchResponse, EngineMeta, encoder
+from schemas.job import Done, ErrorInfo, Failed, Status, TerminalRow
+
+RESULTS = "results.jsonl"
+ERRORS = "errors.jsonl"
+_FILES = (RESULTS, ERRORS)
+_REBUILD_PENDING = "output.rebuild_pending"
+_error_decoder = msgspec.json.Decoder(ErrorInfo)
+_any_decoder = msgspec.json.Decoder()
+log = structlog.get_logger()
+
+
+def _size_key(name: str) -> str:
+    return f"output.{name}.bytes"
+
+
+def render_line(row: TerminalRow) -> bytes:
+    """One Batch API output line (with its newline) for a finished job."""
+    meta = EngineMeta(
+        attempts=row.attempts,
+        latency_ms=row.latency_ms,
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+    )
+    line_id = f"batch_req_{row.seq:010d}"
+    request_id = row.request_id or ""
+    if row.status is Status.DONE and row.result is not None:
+        response = BatchResponse(row.status_code or 200, request_id, msgspec.Raw(row.result))
+        line = BatchOutputLine(line_id, row.id, response, None, meta)
+    else:
+        error = _error_decoder.decode(row.error) if row.error else ErrorInfo("Unknown", "")
+        http = None
+        if error.status_code is not None:
+            http = BatchResponse(error.status_code, request_id, _json_or_string(error.body))
+        line = BatchOutputLine(line_id, row.id, http, BatchError(error.kind, error.message), meta)
+    return encoder.encode(line) + b"\n"
+
+
+def _json_or_string(body: str | None) -> msgspec.Raw:
+    """The provider's error body as JSON when it is JSON, else as a JSON string."""
+    if body:
+        try:
+            return msgspec.Raw(encoder.encode(_any_decoder.decode(body)))
+        except msgspec.DecodeError:
+            pass
+    return msgspec.Raw(encoder.encode(body))
+
+
+def row_of(outcome: Done | Failed) -> TerminalRow:
+    if isinstance(outcome, Done):
+        return TerminalRow(
+            outcome.seq,
+            outcome.job_id,
+            Status.DONE,
+            outcome.attempts,
+            outcome.body,
+            None,
+            outcome.status_code,
+            outcome.request_id,
+            outcome.prompt_tokens,
+            outcome.completion_tokens,
+            outcome.latency_ms,
+        )
+    return TerminalRow(
+        outcome.seq,
+        outcome.job_id,
+        Status.FAILED,
+        outcome.attempts,
+        None,
+        encoder.encode(outcome.error),
+        outcome.error.status_code,
+        outcome.request_id,
+        0,
+        0,
+        None,
+    )
+
+
+class OutputFiles:
+    """The run directory's two JSONL files, appended only through `append`."""
+
+    def __init__(self, run_dir: Path, crash: CrashPoints = NO_CRASH) -> None:
+        self.run_dir = run_dir
+        self._crash = crash
+        self._fds: dict[str, int] = {}
+        self._sizes: dict[str, int] = {}
+
+    async def recover(self, queue: WorkQueue) -> None:
+        """Make the files match the queue exactly, then open them for appending."""
+        recorded = {n: int(await queue.get_meta(_size_key(n)) or 0) for n in _FILES}
+        pending = await queue.get_meta(_REBUILD_PENDING) == "1"
+        actual = {n: self._size_on_disk(n) for n in _FILES}
+        if pending or any(actual[n] < recorded[n] for n in _FILES):
+            await self.rebuild(queue)
+            return
+        for name in _FILES:
+            if actual[name] > recorded[name]:
+                log.info("output.truncated", file=name, dropped_bytes=actual[name] - recorded[name])
+            self._open(name, truncate_to=recorded[name])
+
+    def append(self, rows: Iterable[TerminalRow]) -> dict[str, str]:
+        """Write the lines of finished jobs; return the meta values to commit with them."""
+        meta: dict[str, str] = {}
+        for name, data in _render(rows).items():
+            half = len(data) // 2
+            self._write_all(name, data[:half])
+            self._crash.reach("mid_append")
+            self._write_all(name, data[half:])
+            meta[_size_key(name)] = str(self._sizes[name])
+        return meta
+
+    async def rebuild(self, queue: WorkQueue) -> None:
+        """Rewrite both files from the queue (crash-safe: a crash means rebuild again)."""
+        self.close()
+        await queue.set_meta({_REBUILD_PENDING: "1"})
+        tmp = {n: f".{n}.tmp" for n in _FILES}
+        for name in _FILES:
+            self._open(tmp[name], truncate_to=0)
+        async for rows in _chunks(queue.iter_terminal(), 2000):
+            for name, data in _render(rows).items():
+                self._write_all(tmp[name], data)
+        sizes = {n: self._sizes[tmp[n]] for n in _FILES}
+        for fd in self._fds.values():
+            os.fsync(fd)
+        self.close()
+        for name in _FILES:
+            os.replace(self.run_dir / tmp[name], self.run_dir / name)
+        _fsync_dir(self.run_dir)
+        meta = {_size_key(n): str(sizes[n]) for n in _FILES}
+        await queue.set_meta({**meta, _REBUILD_PENDING: "0"})
+        for name in _FILES:
+            self._open(name, truncate_to=sizes[name])
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._sizes.clear()
+
+    def _size_on_disk(self, name: str) -> int:
+        try:
+            return (self.run_dir / name).stat().st_size
+        except FileNotFoundError:
+            return -1
+
+    def _open(self, name: str, truncate_to: int) -> None:
+        fd = os.open(self.run_dir / name, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.ftruncate(fd, truncate_to)
+        os.lseek(fd, truncate_to, os.SEEK_SET)
+        self._fds[name] = fd
+        self._sizes[name] = truncate_to
+
+    def _write_all(self, name: str, data: bytes) -> None:
+        fd = self._fds[name]
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        self._sizes[name] += len(data)
+
+
+def _render(rows: Iterable[TerminalRow]) -> dict[str, bytes]:
+    """The bytes to append to each file (only files that get lines)."""
+    chunks: dict[str, list[bytes]] = {RESULTS: [], ERRORS: []}
+    for row in rows:
+        chunks[RESULTS if row.status is Status.DONE else ERRORS].append(render_line(row))
+    return {name: b"".join(lines) for name, lines in chunks.items() if lines}
+
+
+async def _chunks(rows: AsyncIterator[TerminalRow], size: int) -> AsyncIterator[list[TerminalRow]]:
+    chunk: list[TerminalRow] = []
+    async for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,102 @@
+"""Progress while a run goes: done/total, rate, ETA, errors.
+
+A live rich display on a terminal; a structured `progress` log event every few seconds
+otherwise (so CI logs and `nohup` runs stay readable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+
+import structlog
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from engine.run import RunStats
+
+log = structlog.get_logger()
+
+
+class RateWindow:
+    """Jobs per second over the last `window_s` seconds (pure, clock passed in)."""
+
+    def __init__(self, window_s: float = 30.0) -> None:
+        self.window_s = window_s
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+
+    def add(self, now: float, finished: int) -> None:
+        self._samples.append((now, finished))
+        while len(self._samples) > 2 and now - self._samples[0][0] > self.window_s:
+            self._samples.popleft()
+
+    def rate(self) -> float:
+        if len(self._samples) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self._samples[0], self._samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def eta_s(remaining: int, rate: float) -> float | None:
+    return remaining / rate if rate > 0 else None
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+class ProgressReporter:
+    def __init__(self, stats: RunStats, total: int, finished_before: int, interactive: bool):
+        self._stats = stats
+        self._total = total
+        self._before = finished_before
+        self._interactive = interactive
+        self._window = RateWindow()
+
+    def snapshot(self) -> dict[str, object]:
+        s = self._stats
+        finished = self._before + s.done + s.failed
+        self._window.add(time.monotonic(), finished)
+        rate = self._window.rate()
+        return {
+            "finished": finished,
+            "total": self._total,
+            "done": s.done,
+            "failed": s.failed,
+            "retries": s.retried,
+            "in_flight": s.in_flight,
+            "rate_per_s": round(rate, 1),
+            "eta": format_eta(eta_s(self._total - finished, rate)),
+            "tokens": s.prompt_tokens + s.completion_tokens,
+        }
+
+    async def run(self) -> None:
+        if self._interactive:
+            await self._run_live()
+        else:
+            while True:
+                await asyncio.sleep(5.0)
+                log.info("progress", **self.snapshot())
+
+    async def _run_live(self) -> None:
+        columns = (
+            TextColumn("[bold]generate"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[line]}"),
+        )
+        with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+            task = bar.add_task("generate", total=self._total, line="")
+            while True:
+                snap = self.snapshot()
+                line = (
+                    f"{snap['rate_per_s']}/s  ETA {snap['eta']}  errors {snap['failed']}  "
+                    f"retries {snap['retries']}  in flight {snap['in_flight']}"
+                )
+                bar.update(task, completed=int(str(snap["finished"])), line=line)
+                await asyncio.sleep(0.5)

@@ -1,0 +1,91 @@
+"""`status` and `export`: read the queue, print or rewrite."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import msgspec
+
+from engine.output import OutputFiles
+from engine.rundir import RunDirBusy, lock_run_dir, queue_path
+from engine.sqlite_queue import SQLiteQueue
+from schemas.job import ALL_STATUSES, QueueCounts, Status
+
+
+class StatusReport(msgspec.Struct):
+    run_dir: str
+    total: int
+    by_status: dict[str, int]
+    by_stage: dict[str, dict[str, int]]
+    attempts: int
+    prompt_tokens: int
+    completion_tokens: int
+    elapsed_s: float | None
+
+
+def status_report(run_dir: Path, counts: QueueCounts) -> StatusReport:
+    elapsed = None
+    if counts.first_started_at is not None and counts.last_finished_at is not None:
+        elapsed = round(counts.last_finished_at - counts.first_started_at, 3)
+    return StatusReport(
+        run_dir=str(run_dir),
+        total=counts.total,
+        by_status={s.value: counts.count(s) for s in ALL_STATUSES},
+        by_stage=counts.by_stage,
+        attempts=counts.attempts,
+        prompt_tokens=counts.prompt_tokens,
+        completion_tokens=counts.completion_tokens,
+        elapsed_s=elapsed,
+    )
+
+
+def render_status(report: StatusReport) -> str:
+    lines = [f"run {report.run_dir}: {report.total} jobs"]
+    lines.append("  " + "  ".join(f"{k} {v}" for k, v in report.by_status.items()))
+    for stage, by in sorted(report.by_stage.items()):
+        lines.append(f"  stage {stage}: " + "  ".join(f"{k} {v}" for k, v in sorted(by.items())))
+    lines.append(
+        f"  attempts {report.attempts}  tokens {report.prompt_tokens} prompt + "
+        f"{report.completion_tokens} completion"
+    )
+    if report.elapsed_s is not None:
+        lines.append(f"  elapsed {report.elapsed_s:.1f} s (first call to last finish)")
+    return "\n".join(lines)
+
+
+async def status_command(run_dir: Path, as_json: bool) -> int:
+    path = queue_path(run_dir)
+    if not path.exists():
+        print(f"error: no run at {run_dir} (no {path.name})", file=sys.stderr)
+        return 2
+    queue = await SQLiteQueue.open(path)
+    try:
+        report = status_report(run_dir, await queue.counts())
+    finally:
+        await queue.close()
+    print(msgspec.json.encode(report).decode() if as_json else render_status(report))
+    return 0
+
+
+async def export_command(run_dir: Path) -> int:
+    path = queue_path(run_dir)
+    if not path.exists():
+        print(f"error: no run at {run_dir} (no {path.name})", file=sys.stderr)
+        return 2
+    try:
+        lock = lock_run_dir(run_dir)
+    except RunDirBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with lock:
+        queue = await SQLiteQueue.open(path)
+        output = OutputFiles(run_dir)
+        try:
+            await output.rebuild(queue)
+            counts = await queue.counts()
+        finally:
+            output.close()
+            await queue.close()
+    print(f"exported {counts.count(Status.DONE)} results and {counts.count(Status.FAILED)} errors")
+    return 0

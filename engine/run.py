@@ -1,0 +1,219 @@
+"""The coordinator: feeder → workers → one writer, around the durable queue.
+
+    run():  start the writer, the sweeper and N workers
+            → feed (claim batches, hand them to workers) until no work remains or a stop
+            → drain the workers (graceful: let in-flight calls finish within the grace period,
+              then cancel them and put their jobs back)
+            → close the writer (every outcome committed, output files in step)
+
+The database is the truth: a job is only finished when the writer's transaction that records
+it (together with the output files' committed sizes) has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+
+import msgspec
+import structlog
+
+from engine.crashpoints import NONE as NO_CRASH
+from engine.crashpoints import CrashPoints
+from engine.output import OutputFiles, row_of
+from engine.queue import WorkQueue
+from schemas.job import ClaimedJob, Done, Failed, Outcome, Released, Retry
+from workers.client import ChatTransport
+from workers.executor import RetryPolicy, execute
+
+log = structlog.get_logger()
+
+
+class RunConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    concurrency: int = 64
+    timeout_s: float = 120.0
+    lease_s: float = 600.0
+    grace_s: float = 30.0
+    claim_batch: int = 256
+    commit_batch: int = 1024
+    sweep_every_s: float = 60.0
+    retry: RetryPolicy = RetryPolicy()
+    seed: int = 0
+
+
+class RunStats:
+    """Counters the writer keeps as it commits; read by the progress display."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.failed = 0
+        self.retried = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.in_flight = 0
+        self.started = time.monotonic()
+
+    def record(self, outcome: Outcome) -> None:
+        match outcome:
+            case Done():
+                self.done += 1
+                self.prompt_tokens += outcome.prompt_tokens
+                self.completion_tokens += outcome.completion_tokens
+            case Failed():
+                self.failed += 1
+            case Retry():
+                self.retried += 1
+            case Released():
+                pass
+
+
+class Coordinator:
+    def __init__(
+        self,
+        queue: WorkQueue,
+        transport: ChatTransport,
+        output: OutputFiles,
+        config: RunConfig,
+        clock: Callable[[], float] = time.time,
+        crash: CrashPoints = NO_CRASH,
+    ) -> None:
+        self._crash = crash
+        self._queue = queue
+        self._transport = transport
+        self._output = output
+        self._config = config
+        self._clock = clock
+        self._rng = random.Random(config.seed)
+        self._buffer: asyncio.Queue[ClaimedJob | None] = asyncio.Queue(config.concurrency)
+        self._outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()  # None: close
+        self._held: set[int] = set()  # claimed by us and not yet committed
+        self._stop = asyncio.Event()
+        self._changed = asyncio.Event()
+        self.stats = RunStats()
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        """Stop claiming; in-flight calls get the grace period."""
+        self._stop.set()
+
+    async def run(self) -> RunStats:
+        async with asyncio.TaskGroup() as group:
+            writer = group.create_task(self._write_loop(), name="writer")
+            sweeper = group.create_task(self._sweep_loop(), name="sweeper")
+            workers = [
+                group.create_task(self._work_loop(), name=f"worker-{i}")
+                for i in range(self._config.concurrency)
+            ]
+            await self._feed()
+            await self._drain(workers)
+            sweeper.cancel()
+            self._outcomes.put_nowait(None)
+            await writer
+        return self.stats
+
+    # -- feeding ---------------------------------------------------------------------------
+
+    async def _feed(self) -> None:
+        claim_size = min(self._config.claim_batch, self._config.concurrency)
+        while not self._stop.is_set():
+            self._changed.clear()
+            jobs = await self._queue.claim(claim_size, self._clock(), self._config.lease_s)
+            if jobs:
+                self._crash.reach("after_claim")
+                self._held.update(job.seq for job in jobs)
+                for job in jobs:
+                    await self._buffer.put(job)
+                continue
+            next_due = await self._queue.next_due()
+            if not self._held and next_due is None:
+                return
+            await self._wait_for_change(next_due)
+
+    async def _wait_for_change(self, next_due: float | None) -> None:
+        """Sleep until a commit, a stop, or the next retry falls due."""
+        timeout = None if next_due is None else max(0.0, next_due - self._clock())
+        waiters = [
+            asyncio.ensure_future(self._changed.wait()),
+            asyncio.ensure_future(self._stop.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    # -- working ---------------------------------------------------------------------------
+
+    async def _work_loop(self) -> None:
+        while (job := await self._buffer.get()) is not None:
+            if self._stop.is_set():
+                self._outcomes.put_nowait(Released(job.seq))
+                continue
+            self.stats.in_flight += 1
+            try:
+                outcome = await execute(job, self._transport, self._config.retry, self._rng)
+            except asyncio.CancelledError:
+                self._outcomes.put_nowait(Released(job.seq))
+                raise
+            finally:
+                self.stats.in_flight -= 1
+            self._outcomes.put_nowait(outcome)
+
+    async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
+        for _ in workers:
+            await self._buffer.put(None)
+        grace = self._config.grace_s if self._stop.is_set() else None
+        _, pending = await asyncio.wait(workers, timeout=grace)
+        if pending:
+            log.warning("stop.cancelling_in_flight", calls=len(pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending)
+
+    # -- committing ------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        closing = False
+        while not closing:
+            batch: list[Outcome] = []
+            item = await self._outcomes.get()
+            while True:
+                if item is None:
+                    closing = True
+                else:
+                    batch.append(item)
+                if len(batch) >= self._config.commit_batch or self._outcomes.empty():
+                    break
+                item = self._outcomes.get_nowait()
+            if batch:
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[Outcome]) -> None:
+        finished = [row_of(o) for o in batch if isinstance(o, Done | Failed)]
+        meta = self._output.append(finished)
+        self._crash.reach("after_append")
+        await self._queue.commit(batch, meta)
+        for outcome in batch:
+            self._held.discard(outcome.seq)
+            self.stats.record(outcome)
+        self._changed.set()
+
+    # -- upkeep ----------------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        """Renew our leases, and return leases that expired (a crashed owner's) to the queue."""
+        while True:
+            await asyncio.sleep(self._config.sweep_every_s)
+            now = self._clock()
+            await self._queue.renew(sorted(self._held), now + self._config.lease_s)
+            swept = await self._queue.sweep(now)
+            if swept:
+                log.info("queue.swept", jobs=swept)

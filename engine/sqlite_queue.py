@@ -1,0 +1,406 @@
+"""The SQLite backend of the work queue: one file in WAL mode, owned by one task.
+
+Every state change is one statement (claims: one `UPDATE … RETURNING` over a batch) or one
+transaction over a batch (enqueue, commit of outcomes). The connection runs in aiosqlite's
+thread, so each call is one hop off the event loop: callers batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+import msgspec
+
+from engine.queue import EnqueueConflict, SchemaVersionError
+from schemas.job import (
+    ClaimedJob,
+    Done,
+    Failed,
+    NewJob,
+    Outcome,
+    QueueCounts,
+    Released,
+    Retry,
+    Status,
+    TerminalRow,
+)
+
+SCHEMA_VERSION = 1
+_T = TypeVar("_T")
+SHARDS = 64
+_STATUSES = ", ".join(f"'{s.value}'" for s in Status)
+
+_SCHEMA_V1 = f"""
+CREATE TABLE jobs (
+    seq               INTEGER PRIMARY KEY,
+    id                TEXT NOT NULL UNIQUE,
+    shard             INTEGER NOT NULL,
+    stage             TEXT NOT NULL,
+    status            TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ({_STATUSES})),
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    next_run_at       REAL NOT NULL DEFAULT 0,
+    lease_until       REAL,
+    fingerprint       TEXT NOT NULL,
+    payload           BLOB NOT NULL,
+    result            BLOB,
+    error             BLOB,
+    status_code       INTEGER,
+    request_id        TEXT,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    latency_ms        REAL,
+    first_started_at  REAL,
+    finished_at       REAL
+);
+CREATE INDEX jobs_ready ON jobs (status, next_run_at, seq);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_CLAIM = """
+UPDATE jobs SET status = 'running', lease_until = :lease
+WHERE seq IN (
+    SELECT seq FROM jobs
+    WHERE status = 'queued' AND next_run_at <= :now
+    ORDER BY next_run_at, seq LIMIT :limit
+)
+RETURNING seq, id, stage, attempts, fingerprint, payload
+"""
+
+_DONE = """
+UPDATE jobs SET status = 'done', attempts = attempts + 1, result = ?, status_code = ?,
+    request_id = ?, prompt_tokens = ?, completion_tokens = ?, latency_ms = ?,
+    first_started_at = coalesce(first_started_at, ?), finished_at = ?,
+    lease_until = NULL, error = NULL
+WHERE seq = ? AND status = 'running'
+"""
+
+_RETRY = """
+UPDATE jobs SET status = 'queued', attempts = attempts + ?, next_run_at = ?, error = ?,
+    first_started_at = coalesce(first_started_at, ?), lease_until = NULL
+WHERE seq = ? AND status = 'running'
+"""
+
+_FAILED = """
+UPDATE jobs SET status = 'failed', attempts = attempts + 1, error = ?, status_code = ?,
+    request_id = ?, first_started_at = coalesce(first_started_at, ?), finished_at = ?,
+    lease_until = NULL
+WHERE seq = ? AND status = 'running'
+"""
+
+_RELEASED = "UPDATE jobs SET status = 'queued', lease_until = NULL WHERE seq = ?"
+
+_SET_META = (
+    "INSERT INTO meta (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+
+_TERMINAL = """
+SELECT seq, id, status, attempts, result, error, status_code, request_id,
+       prompt_tokens, completion_tokens, latency_ms
+FROM jobs WHERE seq > ? AND status IN ('done', 'failed') ORDER BY seq LIMIT ?
+"""
+
+_error_encoder = msgspec.json.Encoder()
+
+
+def shard_of(job_id: str) -> int:
+    return zlib.crc32(job_id.encode()) % SHARDS
+
+
+class SQLiteQueue:
+    """`engine.queue.WorkQueue` on one SQLite file.
+
+    One thread owns the connection; every public call is one hop to it and runs whole
+    (a transaction never interleaves with another call). Why not aiosqlite: it hops once per
+    statement, so a commit of BEGIN + 3 batches + meta + COMMIT cost six hops, and statements
+    of concurrent callers interleaved inside each other's transactions.
+    """
+
+    def __init__(self, db: sqlite3.Connection, path: Path, thread: ThreadPoolExecutor) -> None:
+        self._db = db
+        self._thread = thread
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path) -> Self:
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-queue")
+        loop = asyncio.get_running_loop()
+        try:
+            db = await loop.run_in_executor(thread, _connect, path)
+        except BaseException:
+            thread.shutdown(wait=False)
+            raise
+        return cls(db, path, thread)
+
+    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, fn, *args)
+
+    async def close(self) -> None:
+        await self._call(self._db.close)
+        self._thread.shutdown(wait=True)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    async def enqueue(self, jobs: Iterable[NewJob]) -> int:
+        return await self._call(self._enqueue, jobs)
+
+    def _enqueue(self, jobs: Iterable[NewJob]) -> int:
+        try:
+            with self._transaction():
+                added = self._stage_and_insert(jobs)
+                self._check_conflicts()
+        finally:
+            self._db.execute("DROP TABLE IF EXISTS temp.incoming")
+        return added
+
+    def _stage_and_insert(self, jobs: Iterable[NewJob]) -> int:
+        """Insert new jobs; remember (id, line, fingerprint) of every input to check later."""
+        db = self._db
+        db.execute(
+            "CREATE TEMP TABLE incoming (id TEXT PRIMARY KEY, line INTEGER NOT NULL, "
+            "fingerprint TEXT NOT NULL, dup_line INTEGER)"
+        )
+        added = 0
+        iterator: Iterator[NewJob] = iter(jobs)
+        while chunk := list(islice(iterator, 5000)):
+            db.executemany(
+                "INSERT INTO temp.incoming (id, line, fingerprint) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET dup_line = coalesce(dup_line, excluded.line) "
+                "WHERE fingerprint <> excluded.fingerprint",
+                [(j.id, j.line, j.fingerprint) for j in chunk],
+            )
+            added += db.executemany(
+                "INSERT INTO jobs (id, shard, stage, fingerprint, payload) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                [(j.id, shard_of(j.id), j.stage, j.fingerprint, j.payload) for j in chunk],
+            ).rowcount
+        return added
+
+    def _check_conflicts(self) -> None:
+        row = self._db.execute(
+            "SELECT id, dup_line, line FROM temp.incoming WHERE dup_line IS NOT NULL "
+            "ORDER BY dup_line LIMIT 1"
+        ).fetchone()
+        if row is not None:
+            raise EnqueueConflict(row[0], row[1], row[2])
+        row = self._db.execute(
+            "SELECT i.id, i.line FROM temp.incoming AS i JOIN jobs AS j ON j.id = i.id "
+            "WHERE j.fingerprint <> i.fingerprint ORDER BY i.line LIMIT 1"
+        ).fetchone()
+        if row is not None:
+            raise EnqueueConflict(row[0], row[1], None)
+
+    async def claim(self, limit: int, now: float, lease_s: float) -> list[ClaimedJob]:
+        return await self._call(self._claim, limit, now, lease_s)
+
+    def _claim(self, limit: int, now: float, lease_s: float) -> list[ClaimedJob]:
+        with self._transaction() as db:
+            rows = db.execute(_CLAIM, {"lease": now + lease_s, "now": now, "limit": limit})
+            jobs = [ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+        jobs.sort(key=lambda j: j.seq)
+        return jobs
+
+    async def commit(self, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:
+        await self._call(self._commit, _group(outcomes), dict(meta))
+
+    def _commit(self, groups: tuple[_Rows, _Rows, _Rows, _Rows], meta: dict[str, str]) -> None:
+        done, retry, failed, released = groups
+        with self._transaction() as db:
+            for sql, rows in ((_DONE, done), (_RETRY, retry), (_FAILED, failed)):
+                if rows:
+                    db.executemany(sql, rows)
+            if released:
+                db.executemany(_RELEASED, released)
+            if meta:
+                db.executemany(_SET_META, list(meta.items()))
+
+    async def renew(self, seqs: Sequence[int], lease_until: float) -> None:
+        if seqs:
+            await self._call(self._renew, list(seqs), lease_until)
+
+    def _renew(self, seqs: list[int], lease_until: float) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE jobs SET lease_until = ? WHERE seq = ? AND status = 'running'",
+                [(lease_until, seq) for seq in seqs],
+            )
+
+    async def sweep(self, now: float) -> int:
+        return await self._call(
+            self._rowcount,
+            "UPDATE jobs SET status = 'queued', lease_until = NULL "
+            "WHERE status = 'running' AND lease_until < ?",
+            (now,),
+        )
+
+    async def reset_running(self) -> int:
+        return await self._call(
+            self._rowcount,
+            "UPDATE jobs SET status = 'queued', lease_until = NULL WHERE status = 'running'",
+            (),
+        )
+
+    def _rowcount(self, sql: str, params: tuple[Any, ...]) -> int:
+        return self._db.execute(sql, params).rowcount
+
+    async def has_running(self) -> bool:
+        value = await self._scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'running')")
+        return bool(value)
+
+    async def next_due(self) -> float | None:
+        value = await self._scalar("SELECT min(next_run_at) FROM jobs WHERE status = 'queued'")
+        return None if value is None else float(value)
+
+    async def counts(self) -> QueueCounts:
+        return await self._call(self._counts)
+
+    def _counts(self) -> QueueCounts:
+        by_status: dict[str, int] = {}
+        by_stage: dict[str, dict[str, int]] = {}
+        totals = [0, 0, 0]
+        first: float | None = None
+        last: float | None = None
+        for stage, status, n, att, pt, ct, f, la in self._db.execute(
+            "SELECT stage, status, count(*), sum(attempts), sum(prompt_tokens), "
+            "sum(completion_tokens), min(first_started_at), max(finished_at) "
+            "FROM jobs GROUP BY stage, status"
+        ):
+            by_status[status] = by_status.get(status, 0) + n
+            by_stage.setdefault(stage, {})[status] = n
+            totals = [totals[0] + att, totals[1] + pt, totals[2] + ct]
+            first = f if first is None or (f is not None and f < first) else first
+            last = la if last is None or (la is not None and la > last) else last
+        next_due = self._db.execute(
+            "SELECT min(next_run_at) FROM jobs WHERE status = 'queued'"
+        ).fetchone()[0]
+        return QueueCounts(
+            by_status=by_status,
+            by_stage=by_stage,
+            attempts=totals[0],
+            prompt_tokens=totals[1],
+            completion_tokens=totals[2],
+            first_started_at=first,
+            last_finished_at=last,
+            next_run_at=next_due,
+        )
+
+    async def iter_terminal(self, chunk: int = 2000) -> AsyncIterator[TerminalRow]:
+        last = 0
+        while rows := await self._call(self._terminal_chunk, last, chunk):
+            for row in rows:
+                yield row
+            last = rows[-1].seq
+
+    def _terminal_chunk(self, after: int, limit: int) -> list[TerminalRow]:
+        return [
+            TerminalRow(r[0], r[1], Status(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+            for r in self._db.execute(_TERMINAL, (after, limit))
+        ]
+
+    async def get_meta(self, key: str) -> str | None:
+        value = await self._scalar("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if value is None else str(value)
+
+    async def set_meta(self, values: Mapping[str, str]) -> None:
+        await self._call(self._set_meta, dict(values))
+
+    def _set_meta(self, values: dict[str, str]) -> None:
+        with self._transaction() as db:
+            db.executemany(_SET_META, list(values.items()))
+
+    async def _scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return await self._call(self._scalar_sync, sql, params)
+
+    def _scalar_sync(self, sql: str, params: tuple[Any, ...]) -> Any:
+        row = self._db.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA busy_timeout = 10000")
+        _migrate(db, path)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path}: queue schema version {version} is newer than this engine's "
+            f"({SCHEMA_VERSION}); upgrade persona-testbed"
+        )
+    if version == 0:
+        # Not executescript (it commits on its own): one transaction, so a crash here
+        # leaves version 0 and no tables.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA_V1.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+_Rows = list[tuple[Any, ...]]
+
+
+def _group(outcomes: Sequence[Outcome]) -> tuple[_Rows, _Rows, _Rows, _Rows]:
+    done: _Rows = []
+    retry: _Rows = []
+    failed: _Rows = []
+    released: _Rows = []
+    for o in outcomes:
+        match o:
+            case Done():
+                done.append(_done_row(o))
+            case Retry():
+                error = _error_encoder.encode(o.error)
+                retry.append((int(o.spend_attempt), o.next_run_at, error, o.started_at, o.seq))
+            case Failed():
+                error = _error_encoder.encode(o.error)
+                row = (error, o.error.status_code, o.request_id, o.started_at, o.finished_at, o.seq)
+                failed.append(row)
+            case Released():
+                released.append((o.seq,))
+    return done, retry, failed, released
+
+
+def _done_row(o: Done) -> tuple[Any, ...]:
+    return (
+        o.body,
+        o.status_code,
+        o.request_id,
+        o.prompt_tokens,
+        o.completion_tokens,
+        o.latency_ms,
+        o.started_at,
+        o.finished_at,
+        o.seq,
+    )

@@ -1,0 +1,109 @@
+"""One job, one HTTP call: the provider transports.
+
+`AiohttpTransport` is the hot path (one shared session, pool sized to the concurrency, msgspec
+on both sides). `SdkTransport` (workers/sdk_client.py) goes through the openai SDK. Both turn
+every answer into a `CallResult` or raise a `workers.errors.ProviderError` subclass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Protocol
+
+import aiohttp
+import msgspec
+
+from ratelimits.backoff import parse_retry_after
+from schemas.openai import any_decoder, chat_response_decoder, json_encoder
+from workers.errors import (
+    CallTimeout,
+    EmptyChoices,
+    MalformedResponse,
+    TransportError,
+    error_for_status,
+)
+
+STAGE_HEADER = "X-Engine-Stage"
+_BODY_EXCERPT = 2000
+
+
+class CallResult(msgspec.Struct, frozen=True, gc=False):
+    status_code: int
+    body: bytes  # the completion JSON, compact (one line)
+    request_id: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+
+
+class ChatTransport(Protocol):
+    async def call(self, payload: bytes, stage: str) -> CallResult:
+        """POST one chat-completions body; return the completion or raise ProviderError."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def parse_response(
+    status: int, headers: Mapping[str, str], body: bytes, latency_ms: float
+) -> CallResult:
+    """Turn an HTTP answer into a CallResult or the right ProviderError (pure)."""
+    request_id = headers.get("x-request-id", "")
+    if not 200 <= status < 300:
+        text = body[:_BODY_EXCERPT].decode("utf-8", "replace")
+        raise error_for_status(status, text, request_id, parse_retry_after(headers))
+    try:
+        completion = chat_response_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedResponse(
+            f"not a chat completion: {exc}",
+            status_code=status,
+            body=body[:_BODY_EXCERPT].decode("utf-8", "replace"),
+            request_id=request_id,
+        ) from None
+    if not completion.choices:
+        raise EmptyChoices("completion has no choices", status_code=status, request_id=request_id)
+    if b"\n" in body or b"\r" in body:
+        body = json_encoder.encode(any_decoder.decode(body))  # keep output lines one line each
+    usage = completion.usage
+    return CallResult(
+        status_code=status,
+        body=body,
+        request_id=request_id or completion.id,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        latency_ms=latency_ms,
+    )
+
+
+class AiohttpTransport:
+    """The hot-path transport: aiohttp + msgspec, one session, pool = concurrency."""
+
+    def __init__(self, base_url: str, api_key: str, concurrency: int, timeout_s: float) -> None:
+        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+        )
+        self._url = base_url.rstrip("/") + "/chat/completions"
+
+    async def call(self, payload: bytes, stage: str) -> CallResult:
+        started = time.perf_counter()
+        try:
+            async with self._session.post(
+                self._url, data=payload, headers={STAGE_HEADER: stage}
+            ) as resp:
+                body = await resp.read()
+                status = resp.status
+                headers = resp.headers
+        except TimeoutError:
+            raise CallTimeout("request timed out") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        return parse_response(status, headers, body, latency_ms)
+
+    async def close(self) -> None:
+        await self._session.close()

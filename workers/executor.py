@@ -1,0 +1,75 @@
+"""One claimed job → one call → one outcome (Done, Retry or Failed), by error class."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import msgspec
+
+from ratelimits.backoff import retry_delay
+from schemas.job import ClaimedJob, Done, ErrorInfo, Failed, Retry
+from workers.client import CallResult, ChatTransport
+from workers.errors import ProviderError, RetryableError
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    max_attempts: int = 5
+    base_s: float = 1.0
+    max_s: float = 60.0
+    jitter: float = 0.5
+
+
+def error_info(error: ProviderError) -> ErrorInfo:
+    return ErrorInfo(
+        kind=type(error).__name__,
+        message=error.message,
+        status_code=error.status_code,
+        body=error.body,
+    )
+
+
+def decide(
+    job: ClaimedJob,
+    error: ProviderError,
+    started_at: float,
+    now: float,
+    policy: RetryPolicy,
+    rng: random.Random,
+) -> Retry | Failed:
+    """Retry a retryable error while attempts remain; otherwise fail with the reason kept."""
+    attempt = job.attempts + 1
+    info = error_info(error)
+    if isinstance(error, RetryableError) and attempt < policy.max_attempts:
+        delay = retry_delay(
+            attempt, error.retry_after_s, policy.base_s, policy.max_s, policy.jitter, rng
+        )
+        return Retry(job.seq, info, next_run_at=now + delay, started_at=started_at)
+    return Failed(job.seq, job.id, attempt, info, started_at, now, error.request_id)
+
+
+def done(job: ClaimedJob, result: CallResult, started_at: float, now: float) -> Done:
+    return Done(
+        seq=job.seq,
+        job_id=job.id,
+        attempts=job.attempts + 1,
+        body=result.body,
+        status_code=result.status_code,
+        request_id=result.request_id,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        latency_ms=result.latency_ms,
+        started_at=started_at,
+        finished_at=now,
+    )
+
+
+async def execute(
+    job: ClaimedJob, transport: ChatTransport, policy: RetryPolicy, rng: random.Random
+) -> Done | Retry | Failed:
+    started_at = time.time()
+    try:
+        result = await transport.call(job.payload, job.stage)
+    except ProviderError as error:
+        return decide(job, error, started_at, time.time(), policy, rng)
+    return done(job, result, started_at, time.time())

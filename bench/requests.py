@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import msgspec
@@ -58,3 +59,21 @@ def write_requests(path: Path, n: int, model: str = "sim-small", max_tokens: int
             )
             handle.write(b"".join(chunk))
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.requests", description="write a synthetic Batch API request file"
+    )
+    parser.add_argument("--n", type=int, default=2000, help="number of requests")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", default="sim-small")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    args = parser.parse_args(argv)
+    write_requests(args.out, args.n, args.model, args.max_tokens)
+    print(f"wrote {args.n} requests to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

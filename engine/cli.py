@@ -17,7 +17,9 @@ from engine.generate import EXIT_USAGE, GenerateOptions, generate
 from engine.logs import configure_logging
 from engine.report import export_command, status_command
 from engine.run import RunConfig
+from engine.rundir import default_cache_path
 from engine.simproc import watch_parent
+from ratelimits.limiter import LimitConfig, LimitsConfig, ModelLimits
 from workers.executor import RetryPolicy
 from workers.sim_config import SimConfig, config_problems
 from workers.simulator import run_forever
@@ -69,6 +71,34 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="on SIGINT/SIGTERM, how long in-flight calls may finish",
     )
     p.add_argument("--transport", choices=("aiohttp", "sdk"), default="aiohttp")
+    p.add_argument("--rpm", type=float, help="requests per minute budget (default: unlimited)")
+    p.add_argument("--tpm", type=float, help="tokens per minute budget (default: unlimited)")
+    p.add_argument(
+        "--model-rpm",
+        action="append",
+        default=[],
+        metavar="MODEL=N",
+        help="per-model requests per minute (repeat for several models)",
+    )
+    p.add_argument(
+        "--model-tpm",
+        action="append",
+        default=[],
+        metavar="MODEL=N",
+        help="per-model tokens per minute (repeat for several models)",
+    )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="response cache shared across runs (default: "
+        "$PERSONA_TESTBED_CACHE or ~/.cache/persona-testbed/cache.sqlite)",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="no deduplication: every request is paid, nothing is cached",
+    )
     p.add_argument(
         "--sim-latency-ms",
         type=float,
@@ -104,11 +134,40 @@ def _run_generate(args: argparse.Namespace) -> int:
         simulator_args=("--latency-ms", str(args.sim_latency_ms)),
         progress=args.progress,
         run=run,
+        cache_path=None if args.no_cache else (args.cache or default_cache_path()),
+        limits=_limits(args),
     )
     if args.requests is None:
         print("error: give --requests FILE (OpenAI Batch API input JSONL)", file=sys.stderr)
         return EXIT_USAGE
     return _run_async(lambda: generate(options))
+
+
+def _model_values(items: list[str], flag: str) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for item in items:
+        model, sep, number = item.rpartition("=")
+        try:
+            values[model] = float(number)
+        except ValueError:
+            sep = ""
+        if not sep or not model:
+            raise SystemExit(f"error: {flag} takes MODEL=N, got {item!r}")
+    return values
+
+
+def _limits(args: argparse.Namespace) -> LimitsConfig | None:
+    rpm = _model_values(args.model_rpm, "--model-rpm")
+    tpm = _model_values(args.model_tpm, "--model-tpm")
+    if args.rpm is None and args.tpm is None and not rpm and not tpm:
+        return None
+    models = {
+        name: ModelLimits(
+            **{k: v for k, v in (("rpm", rpm.get(name)), ("tpm", tpm.get(name))) if v}
+        )
+        for name in {*rpm, *tpm}
+    }
+    return LimitsConfig(default=LimitConfig(rpm=args.rpm, tpm=args.tpm), models=models)
 
 
 def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

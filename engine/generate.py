@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
+import resource
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,12 +21,16 @@ from engine.inputs import InputError, read_batch_requests
 from engine.output import OutputFiles
 from engine.progress import ProgressReporter
 from engine.queue import EnqueueConflict
-from engine.run import Coordinator, RunConfig
+from engine.run import Coordinator, RunConfig, RunStats
 from engine.rundir import RunDirBusy, lock_run_dir, queue_path
 from engine.simproc import local_simulator
 from engine.sqlite_queue import SQLiteQueue
+from ratelimits.breaker import BreakerConfig, CircuitBreaker
+from ratelimits.clock import LoopClock
+from ratelimits.limiter import LimiterRegistry, LimitsConfig
 from schemas.job import Status
 from workers.client import AiohttpTransport, ChatTransport
+from workers.dispatch import Dispatcher
 from workers.sdk_client import SdkTransport
 
 log = structlog.get_logger()
@@ -43,6 +50,8 @@ class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     simulator_args: tuple[str, ...] = ()
     progress: bool | None = None  # None: on a terminal only
     run: RunConfig = RunConfig()
+    cache_path: Path | None = None  # None: no cache, no deduplication
+    limits: LimitsConfig | None = None  # None: no client-side rate limit
 
 
 async def generate(options: GenerateOptions) -> int:
@@ -53,7 +62,7 @@ async def generate(options: GenerateOptions) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with lock:
-        queue = await SQLiteQueue.open(queue_path(options.run_dir))
+        queue = await SQLiteQueue.open(queue_path(options.run_dir), options.cache_path)
         try:
             return await _generate(queue, options)
         finally:
@@ -87,10 +96,12 @@ async def _generate(queue: SQLiteQueue, options: GenerateOptions) -> int:
             return _exit_code(counts.count(Status.FAILED), interrupted=False)
         finished_before = counts.count(Status.DONE) + counts.count(Status.FAILED)
         async with _endpoint(options) as base_url:
-            coordinator = Coordinator(
-                queue, _transport(options, base_url), output, options.run, crash=crash
-            )
-            return await _run(queue, coordinator, options, counts.total, finished_before)
+            dispatcher = _dispatcher(options, base_url)
+            coordinator = Coordinator(queue, dispatcher, output, options.run, crash=crash)
+            try:
+                return await _run(queue, coordinator, options, counts.total, finished_before)
+            finally:
+                await dispatcher.close()
     finally:
         output.close()
 
@@ -129,6 +140,19 @@ async def _endpoint(options: GenerateOptions) -> AsyncIterator[str]:
         yield url
 
 
+def _dispatcher(options: GenerateOptions, base_url: str) -> Dispatcher:
+    clock = LoopClock()
+    limits = LimiterRegistry(options.limits, clock) if options.limits is not None else None
+    return Dispatcher(
+        _transport(options, base_url),
+        options.run.retry,
+        CircuitBreaker(BreakerConfig(), clock),
+        limits,
+        random.Random(options.run.seed),
+        coalesce=options.cache_path is not None,
+    )
+
+
 def _transport(options: GenerateOptions, base_url: str) -> ChatTransport:
     api_key = os.environ.get(options.api_key_env, "") or "sk-no-key"
     run = options.run
@@ -145,17 +169,18 @@ async def _run(
     finished_before: int,
 ) -> int:
     interactive = sys.stderr.isatty() if options.progress is None else options.progress
-    reporter = ProgressReporter(coordinator.stats, total, finished_before, interactive)
+    reporter = ProgressReporter(
+        coordinator.stats, total, finished_before, interactive, coordinator.dispatcher.breaker
+    )
     progress = asyncio.create_task(reporter.run())
     try:
         with _stop_on_signals(coordinator):
             stats = await coordinator.run()
     finally:
         progress.cancel()
-        await coordinator.close()
     interrupted = coordinator.stopping
     counts = await queue.counts()
-    summary = reporter.snapshot()
+    summary = {**reporter.snapshot(), **_resource_usage(stats)}
     log.info("run.finished" if not interrupted else "run.interrupted", **summary)
     if interrupted:
         print(
@@ -168,6 +193,19 @@ async def _run(
             f"-> {options.run_dir}"
         )
     return _exit_code(counts.count(Status.FAILED), interrupted)
+
+
+def _resource_usage(stats: RunStats) -> dict[str, float]:
+    """This run's wall time, overall rate, CPU time and peak RSS (for the log and the bench)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    elapsed = time.monotonic() - stats.started
+    finished = stats.done + stats.failed
+    return {
+        "elapsed_s": round(elapsed, 3),
+        "overall_rate_per_s": round(finished / elapsed, 1) if elapsed > 0 else 0.0,
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),
+    }
 
 
 def _exit_code(failed: int, interrupted: bool) -> int:

@@ -13,6 +13,7 @@ from schemas.job import NewJob
 from schemas.openai import ChatRequest
 
 _canonical = msgspec.json.Encoder(order="sorted")
+EXPECTED_OUTPUT_TOKENS = 256
 
 
 class InputError(Exception):
@@ -61,8 +62,27 @@ def _parse_line(path: Path, number: int, raw: bytes) -> NewJob:
         known = ", ".join(sorted(SUPPORTED_URLS))
         raise InputError(path, number, f"unknown url {item.url!r} (supported: {known})")
     try:
-        msgspec.convert(item.body, ChatRequest)
+        request = msgspec.convert(item.body, ChatRequest)
     except msgspec.ValidationError as exc:
         raise InputError(path, number, f"body is not a chat-completions request: {exc}") from None
     payload = canonical_body(item.body)
-    return NewJob(id=item.custom_id, fingerprint=fingerprint(payload), payload=payload, line=number)
+    return NewJob(
+        id=item.custom_id,
+        fingerprint=fingerprint(payload),
+        payload=payload,
+        line=number,
+        model=request.model,
+        est_tokens=estimate_tokens(request),
+    )
+
+
+def estimate_tokens(request: ChatRequest) -> int:
+    """Offline token estimate for the limiter's reservation (settled with the real usage).
+
+    About 4 characters per token plus 4 per message for the prompt; the output counts at its
+    cap (as OpenAI counts `max_tokens` toward TPM), or `EXPECTED_OUTPUT_TOKENS` without one.
+    """
+    chars = sum(len(m.content or "") for m in request.messages)
+    prompt = chars // 4 + 4 * len(request.messages) + 3
+    output = request.max_completion_tokens or request.max_tokens or EXPECTED_OUTPUT_TOKENS
+    return prompt + output * max(1, request.n or 1)

@@ -44,6 +44,9 @@ def render_line(row: TerminalRow) -> bytes:
         latency_ms=row.latency_ms,
         prompt_tokens=row.prompt_tokens,
         completion_tokens=row.completion_tokens,
+        elapsed_ms=_elapsed_ms(row),
+        finished_at=row.finished_at,
+        cached=row.cached,
     )
     line_id = f"batch_req_{row.seq:010d}"
     request_id = row.request_id or ""
@@ -57,6 +60,12 @@ def render_line(row: TerminalRow) -> bytes:
             http = BatchResponse(error.status_code, request_id, _json_or_string(error.body))
         line = BatchOutputLine(line_id, row.id, http, BatchError(error.kind, error.message), meta)
     return encoder.encode(line) + b"\n"
+
+
+def _elapsed_ms(row: TerminalRow) -> float | None:
+    if row.first_started_at is None or row.finished_at is None:
+        return None
+    return round((row.finished_at - row.first_started_at) * 1000.0, 3)
 
 
 def _json_or_string(body: str | None) -> msgspec.Raw:
@@ -83,6 +92,9 @@ def row_of(outcome: Done | Failed) -> TerminalRow:
             outcome.prompt_tokens,
             outcome.completion_tokens,
             outcome.latency_ms,
+            outcome.first_started_at,
+            outcome.finished_at,
+            outcome.cached,
         )
     return TerminalRow(
         outcome.seq,
@@ -96,6 +108,8 @@ def row_of(outcome: Done | Failed) -> TerminalRow:
         0,
         0,
         None,
+        outcome.first_started_at,
+        outcome.finished_at,
     )
 
 

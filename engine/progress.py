@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from engine.run import RunStats
+from ratelimits.breaker import CircuitBreaker
 
 log = structlog.get_logger()
 
@@ -50,8 +51,24 @@ def format_eta(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
+def paused_since(breaker: CircuitBreaker, loop_now: float, wall_now: float) -> str | None:
+    """Wall-clock time (HH:MM:SS) since when the API is unavailable, or None if it is up."""
+    if not breaker.is_open or breaker.opened_at is None:
+        return None
+    opened = wall_now - (loop_now - breaker.opened_at)
+    return time.strftime("%H:%M:%S", time.localtime(opened))
+
+
 class ProgressReporter:
-    def __init__(self, stats: RunStats, total: int, finished_before: int, interactive: bool):
+    def __init__(
+        self,
+        stats: RunStats,
+        total: int,
+        finished_before: int,
+        interactive: bool,
+        breaker: CircuitBreaker | None = None,
+    ):
+        self._breaker = breaker
         self._stats = stats
         self._total = total
         self._before = finished_before
@@ -73,7 +90,14 @@ class ProgressReporter:
             "rate_per_s": round(rate, 1),
             "eta": format_eta(eta_s(self._total - finished, rate)),
             "tokens": s.prompt_tokens + s.completion_tokens,
+            "cached": s.cached,
+            "paused_since": self._paused_since(),
         }
+
+    def _paused_since(self) -> str | None:
+        if self._breaker is None:
+            return None
+        return paused_since(self._breaker, asyncio.get_running_loop().time(), time.time())
 
     async def run(self) -> None:
         if self._interactive:
@@ -81,7 +105,10 @@ class ProgressReporter:
         else:
             while True:
                 await asyncio.sleep(5.0)
-                log.info("progress", **self.snapshot())
+                snap = self.snapshot()
+                if snap["paused_since"]:
+                    log.warning("paused: API unavailable", since=snap["paused_since"])
+                log.info("progress", **snap)
 
     async def _run_live(self) -> None:
         columns = (
@@ -96,7 +123,10 @@ class ProgressReporter:
                 snap = self.snapshot()
                 line = (
                     f"{snap['rate_per_s']}/s  ETA {snap['eta']}  errors {snap['failed']}  "
-                    f"retries {snap['retries']}  in flight {snap['in_flight']}"
+                    f"retries {snap['retries']}  cached {snap['cached']}  "
+                    f"in flight {snap['in_flight']}"
                 )
+                if snap["paused_since"]:
+                    line = f"[bold red]paused: API unavailable since {snap['paused_since']}[/]"
                 bar.update(task, completed=int(str(snap["finished"])), line=line)
                 await asyncio.sleep(0.5)

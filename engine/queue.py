@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Protocol
 
-from schemas.job import ClaimedJob, NewJob, Outcome, QueueCounts, TerminalRow
+from schemas.job import CachedResult, ClaimedJob, NewJob, Outcome, QueueCounts, TerminalRow
 
 
 class EnqueueConflict(Exception):
@@ -47,6 +47,10 @@ class WorkQueue(Protocol):
 
     async def commit(self, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:
         """Record outcomes and the given meta values in one transaction."""
+        ...
+
+    async def cached_results(self, fingerprints: Sequence[str]) -> dict[str, CachedResult]:
+        """Completed results for these request fingerprints (empty without a cache)."""
         ...
 
     async def renew(self, seqs: Sequence[int], lease_until: float) -> None:

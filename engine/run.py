@@ -13,7 +13,7 @@ it (together with the output files' committed sizes) has committed.
 from __future__ import annotations
 
 import asyncio
-import random
+import collections
 import time
 from collections.abc import Callable
 
@@ -25,8 +25,8 @@ from engine.crashpoints import CrashPoints
 from engine.output import OutputFiles, row_of
 from engine.queue import WorkQueue
 from schemas.job import ClaimedJob, Done, Failed, Outcome, Released, Retry
-from workers.client import ChatTransport
-from workers.executor import RetryPolicy, execute
+from workers.dispatch import Dispatcher
+from workers.executor import RetryPolicy, from_cache
 
 log = structlog.get_logger()
 
@@ -48,6 +48,7 @@ class RunStats:
 
     def __init__(self) -> None:
         self.done = 0
+        self.cached = 0
         self.failed = 0
         self.retried = 0
         self.prompt_tokens = 0
@@ -59,6 +60,7 @@ class RunStats:
         match outcome:
             case Done():
                 self.done += 1
+                self.cached += outcome.cached
                 self.prompt_tokens += outcome.prompt_tokens
                 self.completion_tokens += outcome.completion_tokens
             case Failed():
@@ -73,7 +75,7 @@ class Coordinator:
     def __init__(
         self,
         queue: WorkQueue,
-        transport: ChatTransport,
+        dispatcher: Dispatcher,
         output: OutputFiles,
         config: RunConfig,
         clock: Callable[[], float] = time.time,
@@ -81,20 +83,17 @@ class Coordinator:
     ) -> None:
         self._crash = crash
         self._queue = queue
-        self._transport = transport
+        self.dispatcher = dispatcher
         self._output = output
         self._config = config
         self._clock = clock
-        self._rng = random.Random(config.seed)
         self._buffer: asyncio.Queue[ClaimedJob | None] = asyncio.Queue(config.concurrency)
         self._outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()  # None: close
-        self._held: set[int] = set()  # claimed by us and not yet committed
+        self._held: dict[int, str] = {}  # claimed by us, not yet committed: seq → fingerprint
+        self._held_fingerprints: collections.Counter[str] = collections.Counter()
         self._stop = asyncio.Event()
         self._changed = asyncio.Event()
         self.stats = RunStats()
-
-    async def close(self) -> None:
-        await self._transport.close()
 
     @property
     def stopping(self) -> bool:
@@ -128,14 +127,25 @@ class Coordinator:
             jobs = await self._queue.claim(claim_size, self._clock(), self._config.lease_s)
             if jobs:
                 self._crash.reach("after_claim")
-                self._held.update(job.seq for job in jobs)
-                for job in jobs:
-                    await self._buffer.put(job)
+                await self._hand_out(jobs)
                 continue
             next_due = await self._queue.next_due()
             if not self._held and next_due is None:
                 return
             await self._wait_for_change(next_due)
+
+    async def _hand_out(self, jobs: list[ClaimedJob]) -> None:
+        """Answer cached requests at once; give the rest to the workers."""
+        for job in jobs:
+            self._held[job.seq] = job.fingerprint
+            self._held_fingerprints[job.fingerprint] += 1
+        cache = await self._queue.cached_results([job.fingerprint for job in jobs])
+        for job in jobs:
+            hit = cache.get(job.fingerprint)
+            if hit is not None:
+                self._outcomes.put_nowait(from_cache(job, hit, self._clock()))
+            else:
+                await self._buffer.put(job)
 
     async def _wait_for_change(self, next_due: float | None) -> None:
         """Sleep until a commit, a stop, or the next retry falls due."""
@@ -159,7 +169,7 @@ class Coordinator:
                 continue
             self.stats.in_flight += 1
             try:
-                outcome = await execute(job, self._transport, self._config.retry, self._rng)
+                outcome = await self.dispatcher.dispatch(job)
             except asyncio.CancelledError:
                 self._outcomes.put_nowait(Released(job.seq))
                 raise
@@ -202,9 +212,16 @@ class Coordinator:
         self._crash.reach("after_append")
         await self._queue.commit(batch, meta)
         for outcome in batch:
-            self._held.discard(outcome.seq)
+            self._release(outcome.seq)
             self.stats.record(outcome)
         self._changed.set()
+
+    def _release(self, seq: int) -> None:
+        fingerprint = self._held.pop(seq)
+        self._held_fingerprints[fingerprint] -= 1
+        if not self._held_fingerprints[fingerprint]:
+            del self._held_fingerprints[fingerprint]
+            self.dispatcher.forget(fingerprint)
 
     # -- upkeep ----------------------------------------------------------------------------
 

@@ -11,8 +11,21 @@ QUEUE_FILE = "queue.sqlite"
 LOCK_FILE = ".lock"
 
 
+CACHE_ENV = "PERSONA_TESTBED_CACHE"
+
+
 def queue_path(run_dir: Path) -> Path:
     return run_dir / QUEUE_FILE
+
+
+def default_cache_path() -> Path:
+    """The response cache shared by every run of this user: $PERSONA_TESTBED_CACHE, else
+    $XDG_CACHE_HOME/persona-testbed/cache.sqlite (~/.cache when XDG_CACHE_HOME is unset)."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "persona-testbed" / "cache.sqlite"
 
 
 class RunDirBusy(Exception):

@@ -21,6 +21,7 @@ import msgspec
 
 from engine.queue import EnqueueConflict, SchemaVersionError
 from schemas.job import (
+    CachedResult,
     ClaimedJob,
     Done,
     Failed,
@@ -44,6 +45,8 @@ CREATE TABLE jobs (
     id                TEXT NOT NULL UNIQUE,
     shard             INTEGER NOT NULL,
     stage             TEXT NOT NULL,
+    model             TEXT NOT NULL DEFAULT '',
+    est_tokens        INTEGER NOT NULL DEFAULT 0,
     status            TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ({_STATUSES})),
     attempts          INTEGER NOT NULL DEFAULT 0,
     next_run_at       REAL NOT NULL DEFAULT 0,
@@ -57,6 +60,7 @@ CREATE TABLE jobs (
     prompt_tokens     INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     latency_ms        REAL,
+    cached            INTEGER NOT NULL DEFAULT 0,
     first_started_at  REAL,
     finished_at       REAL
 );
@@ -71,12 +75,12 @@ WHERE seq IN (
     WHERE status = 'queued' AND next_run_at <= :now
     ORDER BY next_run_at, seq LIMIT :limit
 )
-RETURNING seq, id, stage, attempts, fingerprint, payload
+RETURNING seq, id, stage, attempts, fingerprint, payload, first_started_at, model, est_tokens
 """
 
 _DONE = """
-UPDATE jobs SET status = 'done', attempts = attempts + 1, result = ?, status_code = ?,
-    request_id = ?, prompt_tokens = ?, completion_tokens = ?, latency_ms = ?,
+UPDATE jobs SET status = 'done', attempts = ?, result = ?, status_code = ?,
+    request_id = ?, prompt_tokens = ?, completion_tokens = ?, latency_ms = ?, cached = ?,
     first_started_at = coalesce(first_started_at, ?), finished_at = ?,
     lease_until = NULL, error = NULL
 WHERE seq = ? AND status = 'running'
@@ -89,7 +93,7 @@ WHERE seq = ? AND status = 'running'
 """
 
 _FAILED = """
-UPDATE jobs SET status = 'failed', attempts = attempts + 1, error = ?, status_code = ?,
+UPDATE jobs SET status = 'failed', attempts = ?, error = ?, status_code = ?,
     request_id = ?, first_started_at = coalesce(first_started_at, ?), finished_at = ?,
     lease_until = NULL
 WHERE seq = ? AND status = 'running'
@@ -104,9 +108,23 @@ _SET_META = (
 
 _TERMINAL = """
 SELECT seq, id, status, attempts, result, error, status_code, request_id,
-       prompt_tokens, completion_tokens, latency_ms
+       prompt_tokens, completion_tokens, latency_ms, first_started_at, finished_at, cached
 FROM jobs WHERE seq > ? AND status IN ('done', 'failed') ORDER BY seq LIMIT ?
 """
+
+_CACHE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cache.entries (
+    fingerprint       TEXT PRIMARY KEY,
+    result            BLOB NOT NULL,
+    prompt_tokens     INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    created_at        REAL NOT NULL
+)
+"""
+_CACHE_PUT = (
+    "INSERT OR IGNORE INTO cache.entries "
+    "(fingerprint, result, prompt_tokens, completion_tokens, created_at) VALUES (?, ?, ?, ?, ?)"
+)
 
 _error_encoder = msgspec.json.Encoder()
 
@@ -124,21 +142,26 @@ class SQLiteQueue:
     of concurrent callers interleaved inside each other's transactions.
     """
 
-    def __init__(self, db: sqlite3.Connection, path: Path, thread: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, db: sqlite3.Connection, path: Path, thread: ThreadPoolExecutor, cache: bool
+    ) -> None:
         self._db = db
         self._thread = thread
+        self._cache = cache
         self.path = path
 
     @classmethod
-    async def open(cls, path: Path) -> Self:
+    async def open(cls, path: Path, cache_path: Path | None = None) -> Self:
+        """Open (creating if needed) the queue at `path`; with `cache_path`, attach the
+        response cache shared by every run that names the same file."""
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-queue")
         loop = asyncio.get_running_loop()
         try:
-            db = await loop.run_in_executor(thread, _connect, path)
+            db = await loop.run_in_executor(thread, _connect, path, cache_path)
         except BaseException:
             thread.shutdown(wait=False)
             raise
-        return cls(db, path, thread)
+        return cls(db, path, thread, cache_path is not None)
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
@@ -187,9 +210,12 @@ class SQLiteQueue:
                 [(j.id, j.line, j.fingerprint) for j in chunk],
             )
             added += db.executemany(
-                "INSERT INTO jobs (id, shard, stage, fingerprint, payload) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (id) DO NOTHING",
-                [(j.id, shard_of(j.id), j.stage, j.fingerprint, j.payload) for j in chunk],
+                "INSERT INTO jobs (id, shard, stage, model, est_tokens, fingerprint, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                [
+                    (j.id, shard_of(j.id), j.stage, j.model, j.est_tokens, j.fingerprint, j.payload)
+                    for j in chunk
+                ],
             ).rowcount
         return added
 
@@ -213,16 +239,18 @@ class SQLiteQueue:
     def _claim(self, limit: int, now: float, lease_s: float) -> list[ClaimedJob]:
         with self._transaction() as db:
             rows = db.execute(_CLAIM, {"lease": now + lease_s, "now": now, "limit": limit})
-            jobs = [ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+            jobs = [ClaimedJob(*r) for r in rows]
         jobs.sort(key=lambda j: j.seq)
         return jobs
 
     async def commit(self, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:
         await self._call(self._commit, _group(outcomes), dict(meta))
 
-    def _commit(self, groups: tuple[_Rows, _Rows, _Rows, _Rows], meta: dict[str, str]) -> None:
-        done, retry, failed, released = groups
+    def _commit(self, groups: _Groups, meta: dict[str, str]) -> None:
+        done, retry, failed, released, fresh = groups
         with self._transaction() as db:
+            if fresh and self._cache:
+                db.executemany(_CACHE_PUT, fresh)
             for sql, rows in ((_DONE, done), (_RETRY, retry), (_FAILED, failed)):
                 if rows:
                     db.executemany(sql, rows)
@@ -230,6 +258,20 @@ class SQLiteQueue:
                 db.executemany(_RELEASED, released)
             if meta:
                 db.executemany(_SET_META, list(meta.items()))
+
+    async def cached_results(self, fingerprints: Sequence[str]) -> dict[str, CachedResult]:
+        if not self._cache or not fingerprints:
+            return {}
+        return await self._call(self._cached_results, list(fingerprints))
+
+    def _cached_results(self, fingerprints: list[str]) -> dict[str, CachedResult]:
+        marks = ", ".join("?" * len(fingerprints))
+        rows = self._db.execute(
+            "SELECT fingerprint, result, prompt_tokens, completion_tokens FROM cache.entries "
+            f"WHERE fingerprint IN ({marks})",
+            fingerprints,
+        )
+        return {r[0]: CachedResult(r[1], r[2], r[3]) for r in rows}
 
     async def renew(self, seqs: Sequence[int], lease_until: float) -> None:
         if seqs:
@@ -310,7 +352,22 @@ class SQLiteQueue:
 
     def _terminal_chunk(self, after: int, limit: int) -> list[TerminalRow]:
         return [
-            TerminalRow(r[0], r[1], Status(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+            TerminalRow(
+                seq=r[0],
+                id=r[1],
+                status=Status(r[2]),
+                attempts=r[3],
+                result=r[4],
+                error=r[5],
+                status_code=r[6],
+                request_id=r[7],
+                prompt_tokens=r[8],
+                completion_tokens=r[9],
+                latency_ms=r[10],
+                first_started_at=r[11],
+                finished_at=r[12],
+                cached=bool(r[13]),
+            )
             for r in self._db.execute(_TERMINAL, (after, limit))
         ]
 
@@ -333,13 +390,18 @@ class SQLiteQueue:
         return None if row is None else row[0]
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, cache_path: Path | None) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA busy_timeout = 10000")
         _migrate(db, path)
+        if cache_path is not None:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            db.execute("ATTACH DATABASE ? AS cache", (str(cache_path),))
+            db.execute("PRAGMA cache.journal_mode = WAL")
+            db.execute(_CACHE_SCHEMA)
     except BaseException:
         db.close()
         raise
@@ -369,38 +431,54 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
 
 
 _Rows = list[tuple[Any, ...]]
+_Groups = tuple[_Rows, _Rows, _Rows, _Rows, _Rows]
 
 
-def _group(outcomes: Sequence[Outcome]) -> tuple[_Rows, _Rows, _Rows, _Rows]:
+def _group(outcomes: Sequence[Outcome]) -> _Groups:
     done: _Rows = []
     retry: _Rows = []
     failed: _Rows = []
     released: _Rows = []
+    fresh: _Rows = []  # results to remember in the cache
     for o in outcomes:
         match o:
             case Done():
                 done.append(_done_row(o))
+                if not o.cached:
+                    fresh.append(
+                        (o.fingerprint, o.body, o.prompt_tokens, o.completion_tokens, o.finished_at)
+                    )
             case Retry():
                 error = _error_encoder.encode(o.error)
                 retry.append((int(o.spend_attempt), o.next_run_at, error, o.started_at, o.seq))
             case Failed():
                 error = _error_encoder.encode(o.error)
-                row = (error, o.error.status_code, o.request_id, o.started_at, o.finished_at, o.seq)
+                row = (
+                    o.attempts,
+                    error,
+                    o.error.status_code,
+                    o.request_id,
+                    o.first_started_at,
+                    o.finished_at,
+                    o.seq,
+                )
                 failed.append(row)
             case Released():
                 released.append((o.seq,))
-    return done, retry, failed, released
+    return done, retry, failed, released, fresh
 
 
 def _done_row(o: Done) -> tuple[Any, ...]:
     return (
+        o.attempts,
         o.body,
         o.status_code,
         o.request_id,
         o.prompt_tokens,
         o.completion_tokens,
         o.latency_ms,
-        o.started_at,
+        int(o.cached),
+        o.first_started_at,
         o.finished_at,
         o.seq,
     )

@@ -38,7 +38,9 @@ class EngineMeta(msgspec.Struct, omit_defaults=True, gc=False):
     """Our accounting for one job; outside the Batch API shape, under the key "engine"."""
 
     attempts: int
-    latency_ms: float | None = None
+    latency_ms: float | None = None  # the successful call alone
+    elapsed_ms: float | None = None  # first attempt's start to finish (queueing and retries)
+    finished_at: float | None = None  # epoch seconds
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False

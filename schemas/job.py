@@ -32,6 +32,8 @@ class NewJob(msgspec.Struct, frozen=True, gc=False):
     payload: bytes
     stage: str = "request"
     line: int = 0  # where it came from, for error messages
+    model: str = ""
+    est_tokens: int = 0  # offline estimate (prompt + expected output) the limiter reserves
 
 
 class ClaimedJob(msgspec.Struct, frozen=True, gc=False):
@@ -41,6 +43,9 @@ class ClaimedJob(msgspec.Struct, frozen=True, gc=False):
     attempts: int  # attempts made before this one
     fingerprint: str
     payload: bytes
+    first_started_at: float | None = None  # when its first attempt began
+    model: str = ""
+    est_tokens: int = 0
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
@@ -52,9 +57,16 @@ class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     body: str | None = None
 
 
+class CachedResult(msgspec.Struct, frozen=True, gc=False):
+    body: bytes
+    prompt_tokens: int
+    completion_tokens: int
+
+
 class Done(msgspec.Struct, frozen=True, gc=False):
     seq: int
     job_id: str
+    fingerprint: str
     attempts: int  # including this one
     body: bytes
     status_code: int
@@ -62,8 +74,10 @@ class Done(msgspec.Struct, frozen=True, gc=False):
     prompt_tokens: int
     completion_tokens: int
     latency_ms: float
-    started_at: float
+    started_at: float  # this attempt
     finished_at: float
+    first_started_at: float  # the job's first attempt
+    cached: bool = False  # served from the cache or by an identical call in flight
 
 
 class Retry(msgspec.Struct, frozen=True, gc=False):
@@ -81,6 +95,7 @@ class Failed(msgspec.Struct, frozen=True, gc=False):
     error: ErrorInfo
     started_at: float
     finished_at: float
+    first_started_at: float
     request_id: str = ""
 
 
@@ -107,6 +122,9 @@ class TerminalRow(msgspec.Struct, frozen=True, gc=False):
     prompt_tokens: int
     completion_tokens: int
     latency_ms: float | None
+    first_started_at: float | None = None
+    finished_at: float | None = None
+    cached: bool = False
 
 
 class QueueCounts(msgspec.Struct, gc=False):

@@ -86,7 +86,8 @@ def test_retryable_errors_are_retried_until_done(tmp_path: Path) -> None:
 def test_attempts_run_out_and_the_reason_is_kept(tmp_path: Path) -> None:
     requests = write_lines(tmp_path / "in.jsonl", [request(f"r{i}") for i in range(5)])
     run_dir = tmp_path / "run"
-    with simulator("--error-rate", "1.0") as sim:
+    # a 429 storm: retryable, but not an outage (that would pause instead of spending attempts)
+    with simulator("--rate-limit-rate", "1.0") as sim:
         out = run_engine(
             "generate", "--requests", str(requests), "--run-dir", str(run_dir),
             "--base-url", sim.base_url, "--max-attempts", "3", "--retry-base-s", "0.01",
@@ -95,7 +96,8 @@ def test_attempts_run_out_and_the_reason_is_kept(tmp_path: Path) -> None:
     assert out.returncode == 3
     errors = read_jsonl(run_dir / "errors.jsonl")
     assert len(errors) == 5
-    assert {e["error"]["code"] for e in errors} == {"ServerError"}
+    assert {e["error"]["code"] for e in errors} == {"RateLimited"}
+    assert {e["response"]["status_code"] for e in errors} == {429}
     assert {e["engine"]["attempts"] for e in errors} == {3}
 
 

@@ -14,7 +14,7 @@ import pytest
 from engine.inputs import canonical_body, fingerprint
 from engine.queue import EnqueueConflict, SchemaVersionError
 from engine.sqlite_queue import SCHEMA_VERSION, SQLiteQueue
-from schemas.job import Done, ErrorInfo, Failed, NewJob, Released, Retry, Status
+from schemas.job import Done, ErrorInfo, Failed, NewJob, Outcome, Released, Retry, Status
 
 
 def make_job(i: int, text: str = "hello", line: int | None = None) -> NewJob:
@@ -23,7 +23,8 @@ def make_job(i: int, text: str = "hello", line: int | None = None) -> NewJob:
 
 
 def done(seq: int, job_id: str, at: float = 100.0) -> Done:
-    return Done(seq, job_id, 1, b'{"id":"x","choices":[]}', 200, "req", 3, 4, 5.0, at, at + 1)
+    body = b'{"id":"x","choices":[]}'
+    return Done(seq, job_id, "fp", 1, body, 200, "req", 3, 4, 5.0, at, at + 1, at)
 
 
 @pytest.fixture
@@ -123,10 +124,10 @@ async def test_commit_batch_of_outcomes(queue: SQLiteQueue) -> None:
     await queue.enqueue([make_job(i) for i in range(4)])
     a, b, c, d = await queue.claim(4, now=100.0, lease_s=60.0)
     error = ErrorInfo("ServerError", "HTTP 503", 503)
-    outcomes = [
+    outcomes: list[Outcome] = [
         done(a.seq, a.id),
         Retry(b.seq, error, next_run_at=500.0, started_at=100.0),
-        Failed(c.seq, c.id, 1, ErrorInfo("PermanentError", "HTTP 400", 400), 100.0, 101.0),
+        Failed(c.seq, c.id, 1, ErrorInfo("PermanentError", "HTTP 400", 400), 100.0, 101.0, 100.0),
         Released(d.seq),
     ]
     await queue.commit(outcomes, {"k": "v"})

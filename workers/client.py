@@ -15,6 +15,7 @@ import aiohttp
 import msgspec
 
 from ratelimits.backoff import parse_retry_after
+from ratelimits.limiter import ResetFormatError, parse_reset
 from schemas.openai import any_decoder, chat_response_decoder, json_encoder
 from workers.errors import (
     CallTimeout,
@@ -28,6 +29,17 @@ STAGE_HEADER = "X-Engine-Stage"
 _BODY_EXCERPT = 2000
 
 
+class RateLimitHeaders(msgspec.Struct, frozen=True, gc=False):
+    """The provider's `x-ratelimit-*` view of our budget (None where it does not say)."""
+
+    limit_requests: float | None = None
+    remaining_requests: float | None = None
+    reset_requests_s: float | None = None
+    limit_tokens: float | None = None
+    remaining_tokens: float | None = None
+    reset_tokens_s: float | None = None
+
+
 class CallResult(msgspec.Struct, frozen=True, gc=False):
     status_code: int
     body: bytes  # the completion JSON, compact (one line)
@@ -35,6 +47,35 @@ class CallResult(msgspec.Struct, frozen=True, gc=False):
     prompt_tokens: int
     completion_tokens: int
     latency_ms: float
+    ratelimit: RateLimitHeaders | None = None
+
+
+def parse_ratelimit_headers(headers: Mapping[str, str]) -> RateLimitHeaders | None:
+    """Read `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`; None when absent."""
+    if headers.get("x-ratelimit-limit-requests") is None and (
+        headers.get("x-ratelimit-limit-tokens") is None
+    ):
+        return None
+    values: dict[str, float | None] = {}
+    for kind in ("requests", "tokens"):
+        values[f"limit_{kind}"] = _number(headers.get(f"x-ratelimit-limit-{kind}"))
+        values[f"remaining_{kind}"] = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
+        values[f"reset_{kind}_s"] = _reset(headers.get(f"x-ratelimit-reset-{kind}"))
+    return RateLimitHeaders(**values)
+
+
+def _number(raw: str | None) -> float | None:
+    try:
+        return None if raw is None else float(raw)
+    except ValueError:
+        return None
+
+
+def _reset(raw: str | None) -> float | None:
+    try:
+        return None if raw is None else parse_reset(raw)
+    except ResetFormatError:
+        return None
 
 
 class ChatTransport(Protocol):
@@ -74,6 +115,7 @@ def parse_response(
         prompt_tokens=usage.prompt_tokens if usage else 0,
         completion_tokens=usage.completion_tokens if usage else 0,
         latency_ms=latency_ms,
+        ratelimit=parse_ratelimit_headers(headers),
     )
 
 

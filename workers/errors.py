@@ -32,6 +32,7 @@ class ProviderError(Exception):
         self.status_code = status_code
         self.body = body
         self.request_id = request_id
+        self.during_outage = False  # set by the dispatcher when the breaker was open
 
 
 class RetryableError(ProviderError):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import random
-import time
 
 import msgspec
 
 from ratelimits.backoff import retry_delay
-from schemas.job import ClaimedJob, Done, ErrorInfo, Failed, Retry
-from workers.client import CallResult, ChatTransport
+from schemas.job import CachedResult, ClaimedJob, Done, ErrorInfo, Failed, Retry
+from workers.client import CallResult
 from workers.errors import ProviderError, RetryableError
 
 
@@ -45,14 +44,18 @@ def decide(
             attempt, error.retry_after_s, policy.base_s, policy.max_s, policy.jitter, rng
         )
         return Retry(job.seq, info, next_run_at=now + delay, started_at=started_at)
-    return Failed(job.seq, job.id, attempt, info, started_at, now, error.request_id)
+    first = job.first_started_at or started_at
+    return Failed(job.seq, job.id, attempt, info, started_at, now, first, error.request_id)
 
 
-def done(job: ClaimedJob, result: CallResult, started_at: float, now: float) -> Done:
+def done(
+    job: ClaimedJob, result: CallResult, started_at: float, now: float, cached: bool = False
+) -> Done:
     return Done(
         seq=job.seq,
         job_id=job.id,
-        attempts=job.attempts + 1,
+        fingerprint=job.fingerprint,
+        attempts=job.attempts + (0 if cached else 1),
         body=result.body,
         status_code=result.status_code,
         request_id=result.request_id,
@@ -61,15 +64,26 @@ def done(job: ClaimedJob, result: CallResult, started_at: float, now: float) -> 
         latency_ms=result.latency_ms,
         started_at=started_at,
         finished_at=now,
+        first_started_at=job.first_started_at or started_at,
+        cached=cached,
     )
 
 
-async def execute(
-    job: ClaimedJob, transport: ChatTransport, policy: RetryPolicy, rng: random.Random
-) -> Done | Retry | Failed:
-    started_at = time.time()
-    try:
-        result = await transport.call(job.payload, job.stage)
-    except ProviderError as error:
-        return decide(job, error, started_at, time.time(), policy, rng)
-    return done(job, result, started_at, time.time())
+def from_cache(job: ClaimedJob, hit: CachedResult, now: float) -> Done:
+    """A job answered by an earlier identical request: no call, no attempt's latency."""
+    return Done(
+        seq=job.seq,
+        job_id=job.id,
+        fingerprint=job.fingerprint,
+        attempts=job.attempts,
+        body=hit.body,
+        status_code=200,
+        request_id="",
+        prompt_tokens=hit.prompt_tokens,
+        completion_tokens=hit.completion_tokens,
+        latency_ms=0.0,
+        started_at=now,
+        finished_at=now,
+        first_started_at=job.first_started_at or now,
+        cached=True,
+    )

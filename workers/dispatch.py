@@ -1,0 +1,150 @@
+"""One claimed job → one outcome, through the gates every call passes.
+
+dispatch(job):
+    an identical request in flight?  → wait for it and share its answer (cached=True)
+    breaker.admit()                  → during an outage, wait (or be the one probe)
+    limiter.acquire(estimate)        → the model's RPM/TPM budget, first come first served
+    transport.call()                 → CallResult, or a ProviderError by class
+    settle + adapt                   → real usage back to the limiter, headers, 429s
+    → Done | Retry | Failed          (an outage failure spends no attempt)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from ratelimits.breaker import CircuitBreaker
+from ratelimits.breaker import Outcome as CallOutcome
+from ratelimits.limiter import LimiterRegistry, RateLimiter, Reservation
+from schemas.job import ClaimedJob, Done, Failed, Retry
+from workers.client import CallResult, ChatTransport
+from workers.errors import ProviderError, RateLimited, is_outage_like
+from workers.executor import RetryPolicy, decide, done, error_info
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        transport: ChatTransport,
+        policy: RetryPolicy,
+        breaker: CircuitBreaker,
+        limits: LimiterRegistry | None,
+        rng: random.Random,
+        coalesce: bool = True,
+    ) -> None:
+        self._transport = transport
+        self._policy = policy
+        self._breaker = breaker
+        self._limits = limits
+        self._rng = rng
+        self._coalesce = coalesce
+        # fingerprint → the answer of the call in flight (None if it failed); kept until the
+        # writer has committed it (`forget`), so that nothing identical is paid in between
+        self._inflight: dict[str, asyncio.Future[CallResult | None]] = {}
+        self.outage_failures = 0
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self._breaker
+
+    async def dispatch(self, job: ClaimedJob) -> Done | Retry | Failed:
+        if self._coalesce:
+            while (leader := self._inflight.get(job.fingerprint)) is not None:
+                started = time.time()
+                shared = await asyncio.shield(leader)
+                if shared is not None:
+                    return done(job, shared, started, time.time(), cached=True)
+                # the leader failed and left: look again (another follower may lead now)
+            future: asyncio.Future[CallResult | None] = asyncio.get_running_loop().create_future()
+            self._inflight[job.fingerprint] = future
+        started = time.time()
+        try:
+            result = await self._call(job)
+        except ProviderError as error:
+            self._settle_leader(job.fingerprint, None)
+            return self._on_error(job, error, started)
+        except BaseException:
+            self._settle_leader(job.fingerprint, None)
+            raise
+        self._settle_leader(job.fingerprint, result)
+        return done(job, result, started, time.time())
+
+    def forget(self, fingerprint: str) -> None:
+        """No claimed job has this fingerprint any more and its result is committed: later
+        identical requests are served by the cache at claim time."""
+        future = self._inflight.get(fingerprint)
+        if future is not None and future.done():
+            del self._inflight[fingerprint]
+
+    def _settle_leader(self, fingerprint: str, result: CallResult | None) -> None:
+        future = self._inflight.get(fingerprint) if self._coalesce else None
+        if future is not None and not future.done():
+            future.set_result(result)
+            if result is None:
+                del self._inflight[fingerprint]
+
+    def _on_error(self, job: ClaimedJob, error: ProviderError, started: float) -> Retry | Failed:
+        now = time.time()
+        if error.during_outage:
+            self.outage_failures += 1
+            return Retry(job.seq, error_info(error), now, started, spend_attempt=False)
+        return decide(job, error, started, now, self._policy, self._rng)
+
+    async def _call(self, job: ClaimedJob) -> CallResult:
+        permit = await self._breaker.admit()
+        limiter = self._limits.get(job.model) if self._limits is not None else None
+        try:
+            reservation = await limiter.acquire(job.est_tokens) if limiter else None
+        except BaseException:
+            self._breaker.abandon(permit)
+            raise
+        try:
+            result = await self._transport.call(job.payload, job.stage)
+        except ProviderError as error:
+            outage = is_outage_like(error)
+            kind = CallOutcome.OUTAGE if outage else CallOutcome.OTHER_FAILURE
+            if self._breaker.record(permit, kind):
+                error.during_outage = True
+            _after_failure(limiter, reservation, error)
+            raise
+        except BaseException:
+            self._breaker.abandon(permit)
+            if reservation is not None:
+                reservation.settle(0)
+            raise
+        self._breaker.record(permit, CallOutcome.SUCCESS)
+        _after_success(limiter, reservation, result)
+        return result
+
+
+def _after_failure(
+    limiter: RateLimiter | None, reservation: Reservation | None, error: ProviderError
+) -> None:
+    if reservation is not None:
+        reservation.settle(0)  # a refused call used no tokens
+    if limiter is not None and isinstance(error, RateLimited):
+        limiter.on_rate_limited(error.retry_after_s)
+
+
+def _after_success(
+    limiter: RateLimiter | None, reservation: Reservation | None, result: CallResult
+) -> None:
+    if limiter is None or reservation is None:
+        return
+    reservation.settle(result.prompt_tokens + result.completion_tokens)
+    limiter.on_success()
+    if result.ratelimit is not None:
+        h = result.ratelimit
+        limiter.observe_headers(
+            h.limit_requests,
+            h.remaining_requests,
+            h.reset_requests_s,
+            h.limit_tokens,
+            h.remaining_tokens,
+            h.reset_tokens_s,
+        )

@@ -1,0 +1,80 @@
+"""The simulator's configuration: one frozen Struct, checked when it is built or decoded."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import msgspec
+
+_FAULT_RATES = ("error_rate", "rate_limit_rate", "timeout_rate", "malformed_rate")
+
+
+class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How the simulated OpenAI-compatible API behaves.
+
+    The four fault rates are fractions of requests (drawn in arrival order from
+    `random.Random(seed)`); they are disjoint, so their sum must not exceed 1.
+
+    Building one never raises (so a CLI can report every problem at once): call
+    `config_problems`, or let `create_app` / `start_simulator` refuse it with `InvalidSimConfig`.
+    """
+
+    latency_ms: float = 0.0
+    latency_dist: Literal["fixed", "lognormal"] = "fixed"  # lognormal: median = latency_ms
+    latency_sigma: float = 0.8
+    output_tokens: int = 64  # mean completion length in words (1 word = 1 token)
+    rpm: int | None = None  # requests per minute enforced
+    tpm: int | None = None  # tokens per minute enforced (prompt + requested max completion)
+    error_rate: float = 0.0  # answered 500 or 503
+    rate_limit_rate: float = 0.0  # answered 429 with Retry-After even under the limits
+    timeout_rate: float = 0.0  # hang for hang_s seconds (then 504)
+    hang_s: float = 300.0
+    malformed_rate: float = 0.0  # answered 200 with a body that is not a valid completion
+    outage_after_s: float | None = None  # seconds after start when an outage begins
+    outage_for_s: float = 0.0  # during it every completion request gets 503
+    models: tuple[str, ...] = ()  # when non-empty, other models get 404 model_not_found
+    seed: int = 0
+
+
+class InvalidSimConfig(ValueError):
+    """A `SimConfig` the simulator cannot serve; `problems` lists every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def check_config(config: SimConfig) -> SimConfig:
+    """`config` itself when it can be served; `InvalidSimConfig` otherwise."""
+    problems = config_problems(config)
+    if problems:
+        raise InvalidSimConfig(problems)
+    return config
+
+
+def config_problems(config: SimConfig) -> list[str]:
+    """Every reason `config` cannot be served (empty when it is valid)."""
+    problems: list[str] = []
+    non_negative = {
+        "latency_ms": config.latency_ms,
+        "latency_sigma": config.latency_sigma,
+        "hang_s": config.hang_s,
+        "outage_for_s": config.outage_for_s,
+        "outage_after_s": config.outage_after_s or 0.0,
+    }
+    for name, value in non_negative.items():
+        if not (math.isfinite(value) and value >= 0):
+            problems.append(f"{name} must be a finite number >= 0, got {value}")
+    if config.output_tokens < 1:
+        problems.append(f"output_tokens must be >= 1, got {config.output_tokens}")
+    for name, limit in (("rpm", config.rpm), ("tpm", config.tpm)):
+        if limit is not None and limit < 1:
+            problems.append(f"{name} must be >= 1 or None, got {limit}")
+    rates = {name: float(getattr(config, name)) for name in _FAULT_RATES}
+    for name, rate in rates.items():
+        if not 0.0 <= rate <= 1.0:
+            problems.append(f"{name} must be within [0, 1], got {rate}")
+    if sum(rates.values()) > 1.0 + 1e-9:
+        problems.append(f"the fault rates {', '.join(_FAULT_RATES)} must sum to at most 1")
+    return problems

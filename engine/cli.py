@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.generate import EXIT_USAGE, GenerateOptions, generate
+from engine.graph import GraphConfig
 from engine.logs import configure_logging
+from engine.persona_run import DEFAULT_PERSONAS_PATH, PersonaRunOptions
+from engine.personas.cli import add_parsers as add_persona_parsers
+from engine.prompts import DEFAULT_PROMPTS_PATH
 from engine.report import export_command, status_command
 from engine.run import RunConfig
 from engine.rundir import default_cache_path
@@ -29,7 +33,7 @@ try:
 except ImportError:  # uvloop is optional (not on Windows)
     uvloop = None  # type: ignore[assignment]
 
-DEFAULT_RUN_DIR = Path("runs/default")
+DEFAULT_RUN_DIR = Path("runs/persona")
 
 
 def _positive_int(text: str) -> int:
@@ -40,9 +44,43 @@ def _positive_int(text: str) -> int:
 
 
 def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("generate", help="run every job of a request file to completion")
+    p = sub.add_parser(
+        "generate",
+        help="generate the PERSONA preference pairs (default), or run a request file",
+        description="Without --requests: the PERSONA pipeline (answer -> critique -> revise) on "
+        "the shipped personas and prompts, exported to RUN_DIR/pairs*.jsonl. With --requests: "
+        "every request of an OpenAI Batch API input file, to RUN_DIR/results.jsonl.",
+    )
     p.add_argument("--requests", type=Path, help="OpenAI Batch API input JSONL")
-    p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="queue and outputs")
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="queue and outputs (default: runs/persona, or runs/requests with --requests)",
+    )
+    p.add_argument(
+        "--personas",
+        type=_positive_int,
+        default=None,
+        help="use the first N personas (default: all)",
+    )
+    p.add_argument(
+        "--prompts-per-persona",
+        type=_positive_int,
+        default=200,
+        help="pairs per persona, split 50/25/25 train/test_seen/test_unseen",
+    )
+    p.add_argument("--personas-file", type=Path, default=DEFAULT_PERSONAS_PATH)
+    p.add_argument("--prompts-file", type=Path, default=DEFAULT_PROMPTS_PATH)
+    p.add_argument("--model", default="sim-small", help="model of every stage")
+    p.add_argument("--answer-model", help="model of the answer stage (default: --model)")
+    p.add_argument("--critique-model", help="model of the critique stage (default: --model)")
+    p.add_argument("--revise-model", help="model of the revise stage (default: --model)")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument(
+        "--max-tokens", type=_positive_int, default=512, help="completion cap of each stage's calls"
+    )
+    p.add_argument("--prices", type=Path, help="price table overriding engine/data/prices.json")
     p.add_argument("--concurrency", type=_positive_int, default=64, help="calls in flight")
     p.add_argument(
         "--base-url",
@@ -125,8 +163,26 @@ def _run_generate(args: argparse.Namespace) -> int:
         ),
         seed=args.seed,
     )
+    graph = GraphConfig(
+        answer_model=args.answer_model or args.model,
+        critique_model=args.critique_model or args.model,
+        revise_model=args.revise_model or args.model,
+        temperature=args.temperature,
+        answer_max_tokens=args.max_tokens,
+        critique_max_tokens=args.max_tokens,
+        revise_max_tokens=args.max_tokens,
+    )
+    persona = PersonaRunOptions(
+        personas_path=args.personas_file,
+        prompts_path=args.prompts_file,
+        n_personas=args.personas,
+        prompts_per_persona=args.prompts_per_persona,
+        seed=args.seed,
+        graph=graph,
+    )
+    default_dir = Path("runs/requests" if args.requests else "runs/persona")
     options = GenerateOptions(
-        run_dir=args.run_dir,
+        run_dir=args.run_dir or default_dir,
         requests=args.requests,
         base_url=args.base_url,
         api_key_env=args.api_key_env,
@@ -136,10 +192,9 @@ def _run_generate(args: argparse.Namespace) -> int:
         run=run,
         cache_path=None if args.no_cache else (args.cache or default_cache_path()),
         limits=_limits(args),
+        persona=persona,
+        prices_path=args.prices,
     )
-    if args.requests is None:
-        print("error: give --requests FILE (OpenAI Batch API input JSONL)", file=sys.stderr)
-        return EXIT_USAGE
     return _run_async(lambda: generate(options))
 
 
@@ -178,9 +233,13 @@ def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("export", help="rewrite results.jsonl and errors.jsonl from the queue")
+    p = sub.add_parser(
+        "export",
+        help="rewrite results.jsonl and errors.jsonl (and a PERSONA run's pairs) from the queue",
+    )
     p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
-    p.set_defaults(func=lambda a: _run_async(lambda: export_command(a.run_dir)))
+    p.add_argument("--prices", type=Path, help="price table overriding engine/data/prices.json")
+    p.set_defaults(func=lambda a: _run_async(lambda: export_command(a.run_dir, a.prices)))
 
 
 def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -254,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning"))
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_generate, _add_status, _add_export, _add_simulate):
+    for add in (_add_generate, _add_status, _add_export, _add_simulate, add_persona_parsers):
         add(sub)
     return parser
 

@@ -17,8 +17,12 @@ import msgspec
 import structlog
 
 from engine.crashpoints import CrashPoints
+from engine.graph import PersonaGraph
 from engine.inputs import InputError, read_batch_requests
 from engine.output import OutputFiles
+from engine.pairs_export import export_pairs
+from engine.persona_run import PersonaRunOptions, SettingsChanged, prepare_graph
+from engine.prices import load_prices
 from engine.progress import ProgressReporter
 from engine.queue import EnqueueConflict
 from engine.run import Coordinator, RunConfig, RunStats
@@ -30,7 +34,7 @@ from ratelimits.clock import LoopClock
 from ratelimits.limiter import LimiterRegistry, LimitsConfig
 from schemas.job import Status
 from workers.client import AiohttpTransport, ChatTransport
-from workers.dispatch import Dispatcher
+from workers.dispatch import Dispatcher, Validator
 from workers.sdk_client import SdkTransport
 
 log = structlog.get_logger()
@@ -52,6 +56,8 @@ class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     run: RunConfig = RunConfig()
     cache_path: Path | None = None  # None: no cache, no deduplication
     limits: LimitsConfig | None = None  # None: no client-side rate limit
+    persona: PersonaRunOptions = PersonaRunOptions()  # used when `requests` is None
+    prices_path: Path | None = None
 
 
 async def generate(options: GenerateOptions) -> int:
@@ -69,14 +75,36 @@ async def generate(options: GenerateOptions) -> int:
             await queue.close()
 
 
-async def _generate(queue: SQLiteQueue, options: GenerateOptions) -> int:
+async def _prepare(queue: SQLiteQueue, options: GenerateOptions) -> PersonaGraph | None:
+    """Enqueue the request file, or the PERSONA graph when there is none."""
     if options.requests is not None:
-        try:
-            await enqueue_file(queue, options.requests)
-        except InputError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            print("nothing was enqueued from that file", file=sys.stderr)
-            return EXIT_USAGE
+        await enqueue_file(queue, options.requests)
+        return None
+    graph = await prepare_graph(queue, options.persona)
+    queue.set_expander(graph.expand)
+    return graph
+
+
+async def _generate(queue: SQLiteQueue, options: GenerateOptions) -> int:
+    try:
+        graph = await _prepare(queue, options)
+    except (InputError, SettingsChanged) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print("nothing was enqueued", file=sys.stderr)
+        return EXIT_USAGE
+    code = await _execute(queue, options, graph)
+    if graph is not None and code != EXIT_INTERRUPTED:
+        exported = await export_persona_pairs(queue, options.run_dir, options.prices_path)
+        print(f"exported {exported} pairs -> {options.run_dir / 'pairs.jsonl'} (+ .dpo, .release)")
+    return code
+
+
+async def export_persona_pairs(queue: SQLiteQueue, run_dir: Path, prices_path: Path | None) -> int:
+    prices = load_prices(prices_path)
+    return await queue.run_sync(lambda db: export_pairs(db, run_dir, prices))
+
+
+async def _execute(queue: SQLiteQueue, options: GenerateOptions, graph: PersonaGraph | None) -> int:
     orphans = await queue.reset_running()
     if orphans:
         log.info("queue.recovered", jobs_back_to_queue=orphans)
@@ -96,7 +124,8 @@ async def _generate(queue: SQLiteQueue, options: GenerateOptions) -> int:
             return _exit_code(counts.count(Status.FAILED), interrupted=False)
         finished_before = counts.count(Status.DONE) + counts.count(Status.FAILED)
         async with _endpoint(options) as base_url:
-            dispatcher = _dispatcher(options, base_url)
+            validator = graph.validate if graph is not None else None
+            dispatcher = _dispatcher(options, base_url, validator)
             coordinator = Coordinator(queue, dispatcher, output, options.run, crash=crash)
             try:
                 return await _run(queue, coordinator, options, counts.total, finished_before)
@@ -140,7 +169,7 @@ async def _endpoint(options: GenerateOptions) -> AsyncIterator[str]:
         yield url
 
 
-def _dispatcher(options: GenerateOptions, base_url: str) -> Dispatcher:
+def _dispatcher(options: GenerateOptions, base_url: str, validator: Validator | None) -> Dispatcher:
     clock = LoopClock()
     limits = LimiterRegistry(options.limits, clock) if options.limits is not None else None
     return Dispatcher(
@@ -150,6 +179,7 @@ def _dispatcher(options: GenerateOptions, base_url: str) -> Dispatcher:
         limits,
         random.Random(options.run.seed),
         coalesce=options.cache_path is not None,
+        validator=validator,
     )
 
 

@@ -8,6 +8,9 @@ from pathlib import Path
 import msgspec
 
 from engine.output import OutputFiles
+from engine.pairs_export import export_pairs
+from engine.persona_run import is_persona_run
+from engine.prices import load_prices
 from engine.rundir import RunDirBusy, lock_run_dir, queue_path
 from engine.sqlite_queue import SQLiteQueue
 from schemas.job import ALL_STATUSES, QueueCounts, Status
@@ -68,7 +71,7 @@ async def status_command(run_dir: Path, as_json: bool) -> int:
     return 0
 
 
-async def export_command(run_dir: Path) -> int:
+async def export_command(run_dir: Path, prices_path: Path | None = None) -> int:
     path = queue_path(run_dir)
     if not path.exists():
         print(f"error: no run at {run_dir} (no {path.name})", file=sys.stderr)
@@ -84,8 +87,14 @@ async def export_command(run_dir: Path) -> int:
         try:
             await output.rebuild(queue)
             counts = await queue.counts()
+            pairs = None
+            if await queue.run_sync(is_persona_run):
+                prices = load_prices(prices_path)
+                pairs = await queue.run_sync(lambda db: export_pairs(db, run_dir, prices))
         finally:
             output.close()
             await queue.close()
     print(f"exported {counts.count(Status.DONE)} results and {counts.count(Status.FAILED)} errors")
+    if pairs is not None:
+        print(f"exported {pairs} pairs -> {run_dir / 'pairs.jsonl'} (+ .dpo, .release)")
     return 0

@@ -35,6 +35,7 @@ from schemas.job import (
 )
 
 SCHEMA_VERSION = 1
+Expander = Callable[[sqlite3.Connection, Sequence[Done]], None]
 _T = TypeVar("_T")
 SHARDS = 64
 _STATUSES = ", ".join(f"'{s.value}'" for s in Status)
@@ -46,6 +47,7 @@ CREATE TABLE jobs (
     shard             INTEGER NOT NULL,
     stage             TEXT NOT NULL,
     model             TEXT NOT NULL DEFAULT '',
+    parent_id         TEXT,
     est_tokens        INTEGER NOT NULL DEFAULT 0,
     status            TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ({_STATUSES})),
     attempts          INTEGER NOT NULL DEFAULT 0,
@@ -65,7 +67,16 @@ CREATE TABLE jobs (
     finished_at       REAL
 );
 CREATE INDEX jobs_ready ON jobs (status, next_run_at, seq);
+CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE personas (id TEXT PRIMARY KEY, text TEXT NOT NULL);
+CREATE TABLE prompts (id TEXT PRIMARY KEY, topic TEXT NOT NULL, text TEXT NOT NULL);
+CREATE TABLE pairs (
+    persona_id TEXT NOT NULL,
+    prompt_id  TEXT NOT NULL,
+    split      TEXT NOT NULL,
+    PRIMARY KEY (persona_id, prompt_id)
+);
 """
 
 _CLAIM = """
@@ -148,6 +159,7 @@ class SQLiteQueue:
         self._db = db
         self._thread = thread
         self._cache = cache
+        self._expander: Expander | None = None
         self.path = path
 
     @classmethod
@@ -181,12 +193,26 @@ class SQLiteQueue:
             raise
         self._db.execute("COMMIT")
 
-    async def enqueue(self, jobs: Iterable[NewJob]) -> int:
-        return await self._call(self._enqueue, jobs)
+    def set_expander(self, expander: Expander | None) -> None:
+        """Called inside each commit with the DONE outcomes, to make their children runnable."""
+        self._expander = expander
 
-    def _enqueue(self, jobs: Iterable[NewJob]) -> int:
+    async def run_sync(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `fn(connection)` in the queue's thread (engine-internal reads and writes)."""
+        return await self._call(fn, self._db)
+
+    async def enqueue(
+        self, jobs: Iterable[NewJob], setup: Callable[[sqlite3.Connection], None] | None = None
+    ) -> int:
+        return await self._call(self._enqueue, jobs, setup)
+
+    def _enqueue(
+        self, jobs: Iterable[NewJob], setup: Callable[[sqlite3.Connection], None] | None
+    ) -> int:
         try:
-            with self._transaction():
+            with self._transaction() as db:
+                if setup is not None:
+                    setup(db)
                 added = self._stage_and_insert(jobs)
                 self._check_conflicts()
         finally:
@@ -210,10 +236,20 @@ class SQLiteQueue:
                 [(j.id, j.line, j.fingerprint) for j in chunk],
             )
             added += db.executemany(
-                "INSERT INTO jobs (id, shard, stage, model, est_tokens, fingerprint, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO jobs (id, shard, stage, model, est_tokens, fingerprint, payload, "
+                "parent_id, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 [
-                    (j.id, shard_of(j.id), j.stage, j.model, j.est_tokens, j.fingerprint, j.payload)
+                    (
+                        j.id,
+                        shard_of(j.id),
+                        j.stage,
+                        j.model,
+                        j.est_tokens,
+                        j.fingerprint,
+                        j.payload,
+                        j.parent_id,
+                        "queued" if j.parent_id is None else "waiting",
+                    )
                     for j in chunk
                 ],
             ).rowcount
@@ -244,9 +280,10 @@ class SQLiteQueue:
         return jobs
 
     async def commit(self, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:
-        await self._call(self._commit, _group(outcomes), dict(meta))
+        finished = [o for o in outcomes if isinstance(o, Done)]
+        await self._call(self._commit, _group(outcomes), dict(meta), finished)
 
-    def _commit(self, groups: _Groups, meta: dict[str, str]) -> None:
+    def _commit(self, groups: _Groups, meta: dict[str, str], finished: list[Done]) -> None:
         done, retry, failed, released, fresh = groups
         with self._transaction() as db:
             if fresh and self._cache:
@@ -258,6 +295,8 @@ class SQLiteQueue:
                 db.executemany(_RELEASED, released)
             if meta:
                 db.executemany(_SET_META, list(meta.items()))
+            if finished and self._expander is not None:
+                self._expander(db, finished)
 
     async def cached_results(self, fingerprints: Sequence[str]) -> dict[str, CachedResult]:
         if not self._cache or not fingerprints:

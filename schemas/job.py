@@ -1,6 +1,6 @@
 """Jobs as the queue stores them, and the outcomes workers report back.
 
-A job's life:  QUEUED ──claim──► RUNNING ──Done──► DONE
+A job's life:  (WAITING ──parent done──►) QUEUED ──claim──► RUNNING ──Done──► DONE
                   ▲                 │ ├──Failed──► FAILED
                   └──Retry/Release──┘ └──(crash: reset on the next start, or the sweeper
                                          returns an expired lease)
@@ -14,6 +14,7 @@ import msgspec
 
 
 class Status(enum.StrEnum):
+    WAITING = "waiting"  # for its parent's result (the PERSONA graph)
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
@@ -34,6 +35,7 @@ class NewJob(msgspec.Struct, frozen=True, gc=False):
     line: int = 0  # where it came from, for error messages
     model: str = ""
     est_tokens: int = 0  # offline estimate (prompt + expected output) the limiter reserves
+    parent_id: str | None = None  # WAITING until this job is done
 
 
 class ClaimedJob(msgspec.Struct, frozen=True, gc=False):

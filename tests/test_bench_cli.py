@@ -1,0 +1,71 @@
+"""`python -m bench` as a user runs it: a tiny scenario end to end (real simulator and engine
+subprocesses), the estimate, and --help on every command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.report import report_decoder
+from tests.helpers import ROOT, engine_env
+
+
+def _bench(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        env=engine_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_tiny_run_measures_every_variant_side_by_side(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = _bench(
+        "run", "custom", "--jobs", "200", "--concurrency", "8", "--latency-ms", "2",
+        "--variants", "bare,engine,engine-sdk", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = report_decoder.decode((out / "report.json").read_bytes())
+    assert [r.variant for r in report.runs] == ["bare", "engine", "engine-sdk"]
+    for run in report.runs:
+        assert (run.done, run.failed, run.duplicate_paid_calls) == (200, 0, 0)
+        assert run.paid_calls == 200
+        assert run.api_latency is not None
+        assert run.api_latency.p50_ms >= 2.0  # the simulator's latency is a floor
+        assert run.ceiling_per_s == 4000.0  # 8 in flight / 2 ms
+        assert 0 < run.peak_rss_mb < 1000
+        assert run.cost_usd > run.batch_cost_usd > 0
+        assert run.series
+        assert max(p.jobs_per_s for p in run.series) > 0
+    assert report.runs[0].rate_vs_bare == 1.0
+    assert (out / "report.png").read_bytes().startswith(b"\x89PNG")
+    assert "| engine-sdk | 8 | 200 | 0 |" in (out / "report.md").read_text()
+    assert not (out / "requests.jsonl").exists()  # bulky files go unless --keep
+    assert not (out / "c8-engine" / "run").exists()
+
+
+def test_estimate_prints_calls_cost_and_wall_time() -> None:
+    done = _bench("estimate", "--model", "gpt-4o", "--personas", "1586",
+                  "--prompts-per-persona", "200", "--rpm", "10000")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.strip()}
+    assert lines["answer"][1] == "3,868"
+    assert lines["critique"][1] == lines["revise"][1] == "317,200"
+    assert lines["total"][1] == "638,268"
+    unknown = _bench("estimate", "--model", "gpt-9")
+    assert unknown.returncode == 2
+    assert "no price for model 'gpt-9'" in unknown.stderr
+
+
+@pytest.mark.parametrize("command", [(), ("run",), ("list",), ("estimate",), ("bare",)])
+def test_every_command_has_help(command: tuple[str, ...]) -> None:
+    done = _bench(*command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m bench")

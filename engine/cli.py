@@ -229,7 +229,8 @@ def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p = sub.add_parser("status", help="counts by status and stage, attempts, tokens, elapsed")
     p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=lambda a: _run_async(lambda: status_command(a.run_dir, a.json)))
+    p.add_argument("--prices", type=Path, help="price table overriding engine/data/prices.json")
+    p.set_defaults(func=lambda a: _run_async(lambda: status_command(a.run_dir, a.json, a.prices)))
 
 
 def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

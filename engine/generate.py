@@ -22,7 +22,7 @@ from engine.inputs import InputError, read_batch_requests
 from engine.output import OutputFiles
 from engine.pairs_export import export_pairs
 from engine.persona_run import PersonaRunOptions, SettingsChanged, prepare_graph
-from engine.prices import load_prices
+from engine.prices import Price, PriceTableError, load_prices
 from engine.progress import ProgressReporter
 from engine.queue import EnqueueConflict
 from engine.run import Coordinator, RunConfig, RunStats
@@ -81,35 +81,36 @@ async def _prepare(queue: SQLiteQueue, options: GenerateOptions) -> PersonaGraph
         await enqueue_file(queue, options.requests)
         return None
     graph = await prepare_graph(queue, options.persona)
-    queue.set_expander(graph.expand)
+    queue.set_graph(graph.expand, graph.materialize)
     return graph
 
 
 async def _generate(queue: SQLiteQueue, options: GenerateOptions) -> int:
     try:
+        prices = load_prices(options.prices_path)
         graph = await _prepare(queue, options)
-    except (InputError, SettingsChanged) as exc:
+    except (InputError, SettingsChanged, PriceTableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         print("nothing was enqueued", file=sys.stderr)
         return EXIT_USAGE
-    code = await _execute(queue, options, graph)
+    code = await _execute(queue, options, graph, prices)
     if graph is not None and code != EXIT_INTERRUPTED:
-        exported = await export_persona_pairs(queue, options.run_dir, options.prices_path)
+        exported = await queue.run_sync(lambda db: export_pairs(db, options.run_dir, prices))
         print(f"exported {exported} pairs -> {options.run_dir / 'pairs.jsonl'} (+ .dpo, .release)")
     return code
 
 
-async def export_persona_pairs(queue: SQLiteQueue, run_dir: Path, prices_path: Path | None) -> int:
-    prices = load_prices(prices_path)
-    return await queue.run_sync(lambda db: export_pairs(db, run_dir, prices))
-
-
-async def _execute(queue: SQLiteQueue, options: GenerateOptions, graph: PersonaGraph | None) -> int:
+async def _execute(
+    queue: SQLiteQueue,
+    options: GenerateOptions,
+    graph: PersonaGraph | None,
+    prices: dict[str, Price],
+) -> int:
     orphans = await queue.reset_running()
     if orphans:
         log.info("queue.recovered", jobs_back_to_queue=orphans)
     crash = CrashPoints.from_env()
-    output = OutputFiles(options.run_dir, crash)
+    output = OutputFiles(options.run_dir, crash, prices)
     try:
         await output.recover(queue)
         counts = await queue.counts()

@@ -4,9 +4,10 @@
     critique:{persona}:{prompt}     waits for answer:{prompt}
     revise:{persona}:{prompt}       waits for critique:{persona}:{prompt}
 
-A waiting job has no payload yet. In the same transaction that commits a parent's result,
-`PersonaGraph.expand` writes each child's request (template + persona + prompt + parent
-outputs) and makes it runnable: a crash between stages loses nothing. A child of a parent
+A waiting job has no payload. In the same transaction that commits a parent's result,
+`PersonaGraph.expand` makes its children runnable; when a child is claimed,
+`PersonaGraph.materialize` builds its request (template + persona + prompt + the parents'
+committed outputs). A crash between stages loses nothing. A child of a parent
 that failed for good stays waiting (its pair is not exported; the parent's error is in
 errors.jsonl).
 """
@@ -14,7 +15,7 @@ errors.jsonl).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 import msgspec
 
@@ -57,6 +58,7 @@ class PersonaGraph:
         self.config = config
         self._personas = personas  # id → rendered persona text
         self._prompts = prompts  # id → question
+        self._answers: dict[str, str] = {}  # prompt id → answer text, filled as claimed
 
     # -- requests --------------------------------------------------------------------------
 
@@ -102,65 +104,66 @@ class PersonaGraph:
         )
         return self._request(c.revise_model, c.revise_max_tokens, templates.REVISE_SYSTEM, user)
 
-    def jobs(self, pairs: Iterable[Pair]) -> Iterator[NewJob]:
-        """Every job of the graph: answers first (one per distinct prompt), then per pair."""
-        pairs = list(pairs)
+    def jobs(self, pairs: Collection[Pair]) -> Iterator[NewJob]:
+        """Every job of the graph: the answers (one per distinct prompt), then the critiques,
+        then the revisions, children in their parents' order: the rows an answer's commit
+        makes runnable are neighbours in the table, so the flip touches few pages."""
+        prompt_order = {q: i for i, q in enumerate(dict.fromkeys(p.prompt_id for p in pairs))}
+        ordered = sorted(pairs, key=lambda p: prompt_order[p.prompt_id])
         c = self.config
-        for prompt_id in dict.fromkeys(p.prompt_id for p in pairs):
+        for prompt_id in prompt_order:
             yield self.answer_job(prompt_id)
-        for p in pairs:
+        for p in ordered:
+            yield NewJob(f"critique:{p.persona_id}:{p.prompt_id}", "", b"", "critique", 0,
+                         c.critique_model, 0, parent_id=f"answer:{p.prompt_id}")  # fmt: skip
+        for p in ordered:
             key = f"{p.persona_id}:{p.prompt_id}"
-            yield NewJob(f"critique:{key}", "", b"", "critique", 0, c.critique_model, 0,
-                         parent_id=f"answer:{p.prompt_id}")  # fmt: skip
             yield NewJob(f"revise:{key}", "", b"", "revise", 0, c.revise_model, 0,
                          parent_id=f"critique:{key}")  # fmt: skip
 
-    # -- expansion (runs in the queue's thread, inside the commit transaction) ---------------
+    # -- in the queue's thread: expansion (inside a commit), materialisation (inside a claim) --
 
     def expand(self, db: sqlite3.Connection, done: Sequence[Done]) -> None:
-        updates: list[tuple[bytes, str, int, int]] = []
-        for outcome in done:
-            stage, _, key = outcome.job_id.partition(":")
-            if stage == "answer":
-                updates += self._critiques_for(db, outcome, key)
-            elif stage == "critique":
-                updates += self._revise_for(db, outcome, key)
-        if updates:
+        """A parent is done: its children become runnable (a flag flip, no payload written)."""
+        parents = [(o.job_id,) for o in done if not o.job_id.startswith("revise:")]
+        if parents:
             db.executemany(
-                "UPDATE jobs SET payload = ?, fingerprint = ?, est_tokens = ?, status = 'queued' "
-                "WHERE seq = ? AND status = 'waiting'",
-                updates,
+                "UPDATE jobs SET status = 'queued' WHERE parent_id = ? AND status = 'waiting'",
+                parents,
             )
 
-    def _critiques_for(
-        self, db: sqlite3.Connection, answer: Done, prompt_id: str
-    ) -> list[tuple[bytes, str, int, int]]:
-        text = completion_text(answer.body)
-        rows = db.execute(
-            "SELECT seq, id FROM jobs WHERE parent_id = ? AND status = 'waiting'",
-            (answer.job_id,),
-        ).fetchall()
-        updates = []
-        for seq, job_id in rows:
-            persona_id = job_id.split(":")[1]
-            updates.append((*self.critique_request(persona_id, prompt_id, text), seq))
-        return updates
+    def materialize(self, db: sqlite3.Connection, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
+        """Write the request of each claimed child from its parents' committed results.
 
-    def _revise_for(
-        self, db: sqlite3.Connection, critique: Done, key: str
-    ) -> list[tuple[bytes, str, int, int]]:
-        prompt_id = key.split(":")[1]
-        row = db.execute(
-            "SELECT result FROM jobs WHERE id = ? AND status = 'done'", (f"answer:{prompt_id}",)
-        ).fetchone()
-        child = db.execute(
-            "SELECT seq FROM jobs WHERE id = ? AND status = 'waiting'", (f"revise:{key}",)
-        ).fetchone()
-        if row is None or child is None:
-            return []
-        critique_text = templates.parse_critique(completion_text(critique.body))
-        payload = self.revise_request(prompt_id, completion_text(row[0]), critique_text)
-        return [(*payload, child[0])]
+        Requests of children are built when claimed, not stored: they embed the persona and
+        the parents' outputs, and storing 634,400 of them would more than double the queue's
+        size and its write load. They are deterministic, so a rebuilt request is the same.
+        """
+        out = []
+        for job in jobs:
+            if job.payload:
+                out.append(job)
+                continue
+            _, persona_id, prompt_id = job.id.split(":")
+            answer = self._answer_text(db, prompt_id)
+            if job.stage == "critique":
+                payload, fp, est = self.critique_request(persona_id, prompt_id, answer)
+            else:
+                critique = templates.parse_critique(
+                    completion_text(_result(db, f"critique:{persona_id}:{prompt_id}"))
+                )
+                payload, fp, est = self.revise_request(prompt_id, answer, critique)
+            out.append(
+                msgspec.structs.replace(job, payload=payload, fingerprint=fp, est_tokens=est)
+            )
+        return out
+
+    def _answer_text(self, db: sqlite3.Connection, prompt_id: str) -> str:
+        text = self._answers.get(prompt_id)
+        if text is None:
+            text = completion_text(_result(db, f"answer:{prompt_id}"))
+            self._answers[prompt_id] = text
+        return text
 
     # -- output checks (the dispatcher's validator) ---------------------------------------
 
@@ -177,6 +180,16 @@ class PersonaGraph:
                 raise templates.MissingMarkers("empty answer")
         except templates.MissingMarkers as exc:
             raise InvalidOutput(str(exc), status_code=200, body=text[:4000]) from None
+
+
+def _result(db: sqlite3.Connection, job_id: str) -> bytes:
+    row = db.execute(
+        "SELECT result FROM jobs WHERE id = ? AND status = 'done'", (job_id,)
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"{job_id} has no committed result")
+    result: bytes = row[0]
+    return result
 
 
 def graph_texts(

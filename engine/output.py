@@ -12,7 +12,7 @@ a `rebuild_pending` flag so that a crash in the middle simply rebuilds again.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 
 import msgspec
@@ -20,6 +20,7 @@ import structlog
 
 from engine.crashpoints import NONE as NO_CRASH
 from engine.crashpoints import CrashPoints
+from engine.prices import Price
 from engine.queue import WorkQueue
 from schemas.batch import BatchError, BatchOutputLine, BatchResponse, EngineMeta, encoder
 from schemas.job import Done, ErrorInfo, Failed, Status, TerminalRow
@@ -37,7 +38,17 @@ def _size_key(name: str) -> str:
     return f"output.{name}.bytes"
 
 
-def render_line(row: TerminalRow) -> bytes:
+def call_cost(row: TerminalRow, prices: Mapping[str, Price]) -> float | None:
+    """What this job's successful call cost (nothing when it came from the cache)."""
+    price = prices.get(row.model)
+    if price is None:
+        return None
+    if row.cached:
+        return 0.0
+    return round(price.cost(row.prompt_tokens, row.completion_tokens), 8)
+
+
+def render_line(row: TerminalRow, prices: Mapping[str, Price]) -> bytes:
     """One Batch API output line (with its newline) for a finished job."""
     meta = EngineMeta(
         attempts=row.attempts,
@@ -47,6 +58,7 @@ def render_line(row: TerminalRow) -> bytes:
         elapsed_ms=_elapsed_ms(row),
         finished_at=row.finished_at,
         cached=row.cached,
+        cost_usd=call_cost(row, prices) if row.status is Status.DONE else None,
     )
     line_id = f"batch_req_{row.seq:010d}"
     request_id = row.request_id or ""
@@ -95,6 +107,7 @@ def row_of(outcome: Done | Failed) -> TerminalRow:
             outcome.first_started_at,
             outcome.finished_at,
             outcome.cached,
+            outcome.model,
         )
     return TerminalRow(
         outcome.seq,
@@ -116,8 +129,14 @@ def row_of(outcome: Done | Failed) -> TerminalRow:
 class OutputFiles:
     """The run directory's two JSONL files, appended only through `append`."""
 
-    def __init__(self, run_dir: Path, crash: CrashPoints = NO_CRASH) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        crash: CrashPoints = NO_CRASH,
+        prices: Mapping[str, Price] | None = None,
+    ) -> None:
         self.run_dir = run_dir
+        self._prices: Mapping[str, Price] = prices or {}
         self._crash = crash
         self._fds: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
@@ -138,7 +157,7 @@ class OutputFiles:
     def append(self, rows: Iterable[TerminalRow]) -> dict[str, str]:
         """Write the lines of finished jobs; return the meta values to commit with them."""
         meta: dict[str, str] = {}
-        for name, data in _render(rows).items():
+        for name, data in _render(rows, self._prices).items():
             half = len(data) // 2
             self._write_all(name, data[:half])
             self._crash.reach("mid_append")
@@ -154,7 +173,7 @@ class OutputFiles:
         for name in _FILES:
             self._open(tmp[name], truncate_to=0)
         async for rows in _chunks(queue.iter_terminal(), 2000):
-            for name, data in _render(rows).items():
+            for name, data in _render(rows, self._prices).items():
                 self._write_all(tmp[name], data)
         sizes = {n: self._sizes[tmp[n]] for n in _FILES}
         for fd in self._fds.values():
@@ -196,11 +215,12 @@ class OutputFiles:
         self._sizes[name] += len(data)
 
 
-def _render(rows: Iterable[TerminalRow]) -> dict[str, bytes]:
+def _render(rows: Iterable[TerminalRow], prices: Mapping[str, Price]) -> dict[str, bytes]:
     """The bytes to append to each file (only files that get lines)."""
     chunks: dict[str, list[bytes]] = {RESULTS: [], ERRORS: []}
     for row in rows:
-        chunks[RESULTS if row.status is Status.DONE else ERRORS].append(render_line(row))
+        line = render_line(row, prices)
+        chunks[RESULTS if row.status is Status.DONE else ERRORS].append(line)
     return {name: b"".join(lines) for name, lines in chunks.items() if lines}
 
 

@@ -10,7 +10,7 @@ import msgspec
 from engine.output import OutputFiles
 from engine.pairs_export import export_pairs
 from engine.persona_run import is_persona_run
-from engine.prices import load_prices
+from engine.prices import Price, load_prices
 from engine.rundir import RunDirBusy, lock_run_dir, queue_path
 from engine.sqlite_queue import SQLiteQueue
 from schemas.job import ALL_STATUSES, QueueCounts, Status
@@ -25,12 +25,41 @@ class StatusReport(msgspec.Struct):
     prompt_tokens: int
     completion_tokens: int
     elapsed_s: float | None
+    by_model: dict[str, ModelCost]
+    cost_usd: float | None  # paid calls only; None when a model has no price
 
 
-def status_report(run_dir: Path, counts: QueueCounts) -> StatusReport:
+class ModelCost(msgspec.Struct):
+    done: int
+    cached: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+    cost_if_batch_usd: float | None  # the same tokens at the Batch API's 50 % price
+
+
+def model_costs(counts: QueueCounts, prices: dict[str, Price]) -> dict[str, ModelCost]:
+    costs = {}
+    for model, usage in counts.by_model.items():
+        price = prices.get(model)
+        cost = price.cost(usage.paid_prompt_tokens, usage.paid_completion_tokens) if price else None
+        costs[model] = ModelCost(
+            done=usage.done,
+            cached=usage.cached,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=None if cost is None else round(cost, 6),
+            cost_if_batch_usd=None if cost is None else round(cost / 2, 6),
+        )
+    return costs
+
+
+def status_report(run_dir: Path, counts: QueueCounts, prices: dict[str, Price]) -> StatusReport:
     elapsed = None
     if counts.first_started_at is not None and counts.last_finished_at is not None:
         elapsed = round(counts.last_finished_at - counts.first_started_at, 3)
+    by_model = model_costs(counts, prices)
+    costs = [m.cost_usd for m in by_model.values()]
     return StatusReport(
         run_dir=str(run_dir),
         total=counts.total,
@@ -40,6 +69,8 @@ def status_report(run_dir: Path, counts: QueueCounts) -> StatusReport:
         prompt_tokens=counts.prompt_tokens,
         completion_tokens=counts.completion_tokens,
         elapsed_s=elapsed,
+        by_model=by_model,
+        cost_usd=None if None in costs else round(sum(c or 0.0 for c in costs), 6),
     )
 
 
@@ -52,19 +83,31 @@ def render_status(report: StatusReport) -> str:
         f"  attempts {report.attempts}  tokens {report.prompt_tokens} prompt + "
         f"{report.completion_tokens} completion"
     )
+    for model, m in sorted(report.by_model.items()):
+        cost = (
+            "no price"
+            if m.cost_usd is None
+            else f"${m.cost_usd:.4f} (batch ${m.cost_if_batch_usd:.4f})"
+        )
+        lines.append(
+            f"  model {model}: {m.done} done ({m.cached} cached)  "
+            f"{m.prompt_tokens}+{m.completion_tokens} tokens  cost {cost}"
+        )
+    if report.cost_usd is not None:
+        lines.append(f"  cost ${report.cost_usd:.4f} (paid calls; cached ones cost nothing)")
     if report.elapsed_s is not None:
         lines.append(f"  elapsed {report.elapsed_s:.1f} s (first call to last finish)")
     return "\n".join(lines)
 
 
-async def status_command(run_dir: Path, as_json: bool) -> int:
+async def status_command(run_dir: Path, as_json: bool, prices_path: Path | None = None) -> int:
     path = queue_path(run_dir)
     if not path.exists():
         print(f"error: no run at {run_dir} (no {path.name})", file=sys.stderr)
         return 2
     queue = await SQLiteQueue.open(path)
     try:
-        report = status_report(run_dir, await queue.counts())
+        report = status_report(run_dir, await queue.counts(), load_prices(prices_path))
     finally:
         await queue.close()
     print(msgspec.json.encode(report).decode() if as_json else render_status(report))
@@ -83,7 +126,7 @@ async def export_command(run_dir: Path, prices_path: Path | None = None) -> int:
         return 2
     with lock:
         queue = await SQLiteQueue.open(path)
-        output = OutputFiles(run_dir)
+        output = OutputFiles(run_dir, prices=load_prices(prices_path))
         try:
             await output.rebuild(queue)
             counts = await queue.counts()

@@ -25,6 +25,7 @@ from schemas.job import (
     ClaimedJob,
     Done,
     Failed,
+    ModelUsage,
     NewJob,
     Outcome,
     QueueCounts,
@@ -36,6 +37,7 @@ from schemas.job import (
 
 SCHEMA_VERSION = 1
 Expander = Callable[[sqlite3.Connection, Sequence[Done]], None]
+Materializer = Callable[[sqlite3.Connection, list[ClaimedJob]], list[ClaimedJob]]
 _T = TypeVar("_T")
 SHARDS = 64
 _STATUSES = ", ".join(f"'{s.value}'" for s in Status)
@@ -119,7 +121,7 @@ _SET_META = (
 
 _TERMINAL = """
 SELECT seq, id, status, attempts, result, error, status_code, request_id,
-       prompt_tokens, completion_tokens, latency_ms, first_started_at, finished_at, cached
+       prompt_tokens, completion_tokens, latency_ms, first_started_at, finished_at, cached, model
 FROM jobs WHERE seq > ? AND status IN ('done', 'failed') ORDER BY seq LIMIT ?
 """
 
@@ -160,6 +162,7 @@ class SQLiteQueue:
         self._thread = thread
         self._cache = cache
         self._expander: Expander | None = None
+        self._materializer: Materializer | None = None
         self.path = path
 
     @classmethod
@@ -193,9 +196,12 @@ class SQLiteQueue:
             raise
         self._db.execute("COMMIT")
 
-    def set_expander(self, expander: Expander | None) -> None:
-        """Called inside each commit with the DONE outcomes, to make their children runnable."""
+    def set_graph(self, expander: Expander | None, materializer: Materializer | None) -> None:
+        """Hooks of a job graph, run in the queue's thread: `expander` inside each commit with
+        the DONE outcomes (to make children runnable), `materializer` inside each claim (to
+        build the requests of claimed children)."""
         self._expander = expander
+        self._materializer = materializer
 
     async def run_sync(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run `fn(connection)` in the queue's thread (engine-internal reads and writes)."""
@@ -276,6 +282,8 @@ class SQLiteQueue:
         with self._transaction() as db:
             rows = db.execute(_CLAIM, {"lease": now + lease_s, "now": now, "limit": limit})
             jobs = [ClaimedJob(*r) for r in rows]
+            if self._materializer is not None:
+                jobs = self._materializer(db, jobs)
         jobs.sort(key=lambda j: j.seq)
         return jobs
 
@@ -368,6 +376,14 @@ class SQLiteQueue:
             totals = [totals[0] + att, totals[1] + pt, totals[2] + ct]
             first = f if first is None or (f is not None and f < first) else first
             last = la if last is None or (la is not None and la > last) else last
+        by_model = {
+            model: ModelUsage(*rest)
+            for model, *rest in self._db.execute(
+                "SELECT model, count(*), sum(cached), sum(prompt_tokens), sum(completion_tokens), "
+                "sum(prompt_tokens * (1 - cached)), sum(completion_tokens * (1 - cached)) "
+                "FROM jobs WHERE status = 'done' GROUP BY model"
+            )
+        }
         next_due = self._db.execute(
             "SELECT min(next_run_at) FROM jobs WHERE status = 'queued'"
         ).fetchone()[0]
@@ -380,6 +396,7 @@ class SQLiteQueue:
             first_started_at=first,
             last_finished_at=last,
             next_run_at=next_due,
+            by_model=by_model,
         )
 
     async def iter_terminal(self, chunk: int = 2000) -> AsyncIterator[TerminalRow]:
@@ -406,6 +423,7 @@ class SQLiteQueue:
                 first_started_at=r[11],
                 finished_at=r[12],
                 cached=bool(r[13]),
+                model=r[14],
             )
             for r in self._db.execute(_TERMINAL, (after, limit))
         ]
@@ -435,6 +453,7 @@ def _connect(path: Path, cache_path: Path | None) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA busy_timeout = 10000")
+        db.execute("PRAGMA cache_size = -65536")  # 64 MiB of pages: the hot index stays cached
         _migrate(db, path)
         if cache_path is not None:
             cache_path.parent.mkdir(parents=True, exist_ok=True)

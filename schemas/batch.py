@@ -44,6 +44,7 @@ class EngineMeta(msgspec.Struct, omit_defaults=True, gc=False):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False
+    cost_usd: float | None = None  # from the price table; 0 when cached; None: no price
 
 
 class BatchOutputLine(msgspec.Struct, gc=False):

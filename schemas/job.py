@@ -80,6 +80,7 @@ class Done(msgspec.Struct, frozen=True, gc=False):
     finished_at: float
     first_started_at: float  # the job's first attempt
     cached: bool = False  # served from the cache or by an identical call in flight
+    model: str = ""
 
 
 class Retry(msgspec.Struct, frozen=True, gc=False):
@@ -127,6 +128,18 @@ class TerminalRow(msgspec.Struct, frozen=True, gc=False):
     first_started_at: float | None = None
     finished_at: float | None = None
     cached: bool = False
+    model: str = ""
+
+
+class ModelUsage(msgspec.Struct, gc=False):
+    """Finished calls of one model: what was used, and what of it was paid (not cached)."""
+
+    done: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    paid_prompt_tokens: int = 0
+    paid_completion_tokens: int = 0
 
 
 class QueueCounts(msgspec.Struct, gc=False):
@@ -138,6 +151,7 @@ class QueueCounts(msgspec.Struct, gc=False):
     first_started_at: float | None
     last_finished_at: float | None
     next_run_at: float | None
+    by_model: dict[str, ModelUsage] = msgspec.field(default_factory=dict)
 
     @property
     def total(self) -> int:

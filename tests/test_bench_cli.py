@@ -41,6 +41,8 @@ def test_tiny_run_measures_every_variant_side_by_side(tmp_path: Path) -> None:
         assert run.api_latency.p50_ms >= 2.0  # the simulator's latency is a floor
         assert run.ceiling_per_s == 4000.0  # 8 in flight / 2 ms
         assert 0 < run.peak_rss_mb < 1000
+        assert run.cpu_ms_per_job_net is not None
+        assert 0 <= run.cpu_ms_per_job_net < run.cpu_ms_per_job
         assert run.cost_usd > run.batch_cost_usd > 0
         assert run.series
         assert max(p.jobs_per_s for p in run.series) > 0

@@ -293,6 +293,19 @@ def test_targets_are_met_not_met_or_pending() -> None:
     assert by_conc[("sdk", None)] == "pending"
 
 
+def test_checks_use_the_median_of_repeated_rounds() -> None:
+    half = Target("half of bare", "rate_vs_bare", ">=", 0.5)
+    rounds = [
+        _run("engine", 64, 1.0, rate_vs_bare=v, round=i) for i, v in enumerate((0.4, 0.7, 0.6))
+    ]
+    (check,) = evaluate((half,), rounds)
+    assert (check.measured, check.status) == (0.6, "met")
+    assert check.note == "median of 3: 0.4, 0.7, 0.6"
+    second = _run("engine", 64, 1.0, rate_vs_bare=0.45, round=1)
+    (low,) = evaluate((half,), [rounds[0], second])
+    assert (low.measured, low.status) == (0.425, "not met")
+
+
 def test_markdown_report_shows_runs_and_checks() -> None:
     scenario = SCENARIOS["overhead"]
     runs = with_bare_ratios([_run("bare", 64, 400.0), _run("engine", 64, 100.0)])

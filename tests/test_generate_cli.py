@@ -31,7 +31,14 @@ def test_generate_completes_every_job_once_and_resume_does_nothing(tmp_path: Pat
         assert sim.stats()["completions_served"] == served
     status = run_engine("status", "--run-dir", str(run_dir), "--json")
     report = json.loads(status.stdout)
-    assert report["by_status"] == {"queued": 0, "running": 0, "done": 300, "failed": 0}
+    assert report["by_status"] == {
+        "waiting": 0,
+        "queued": 0,
+        "running": 0,
+        "done": 300,
+        "failed": 0,
+    }
+    assert report["by_model"]["sim-small"]["cost_usd"] > 0
     assert report["prompt_tokens"] > 0
     assert report["completion_tokens"] > 0
 

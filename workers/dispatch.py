@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 
 from ratelimits.breaker import CircuitBreaker
 from ratelimits.breaker import Outcome as CallOutcome
@@ -22,6 +23,9 @@ from schemas.job import ClaimedJob, Done, Failed, Retry
 from workers.client import CallResult, ChatTransport
 from workers.errors import ProviderError, RateLimited, is_outage_like
 from workers.executor import RetryPolicy, decide, done, error_info
+
+#: Checks a completion's content for its stage; raises InvalidOutput (retryable) if wrong.
+Validator = Callable[[ClaimedJob, CallResult], None]
 
 
 class Dispatcher:
@@ -33,7 +37,9 @@ class Dispatcher:
         limits: LimiterRegistry | None,
         rng: random.Random,
         coalesce: bool = True,
+        validator: Validator | None = None,
     ) -> None:
+        self._validator = validator
         self._transport = transport
         self._policy = policy
         self._breaker = breaker
@@ -65,6 +71,8 @@ class Dispatcher:
         started = time.time()
         try:
             result = await self._call(job)
+            if self._validator is not None:
+                self._validator(job, result)
         except ProviderError as error:
             self._settle_leader(job.fingerprint, None)
             return self._on_error(job, error, started)

@@ -7,7 +7,8 @@
     │   ├── TransportError            connection refused / reset / closed mid-body
     │   │   └── CallTimeout           no complete answer within the per-request timeout
     │   └── MalformedResponse         200 with a body that is not a chat completion
-    │       └── EmptyChoices          a well-formed completion with no choices
+    │       ├── EmptyChoices          a well-formed completion with no choices
+    │       └── InvalidOutput         a completion that misses its stage's output format
     └── PermanentError               400, 401, 403, 404, 422, other 4xx: the job fails at once
 
 `is_outage_like` marks the failures a circuit breaker counts as "the API is down".
@@ -83,6 +84,10 @@ class MalformedResponse(RetryableError):
 
 class EmptyChoices(MalformedResponse):
     """A chat completion with no choices."""
+
+
+class InvalidOutput(MalformedResponse):
+    """A completion that does not follow its stage's output format (raw text in `body`)."""
 
 
 class PermanentError(ProviderError):

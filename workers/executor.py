@@ -66,6 +66,7 @@ def done(
         finished_at=now,
         first_started_at=job.first_started_at or started_at,
         cached=cached,
+        model=job.model,
     )
 
 
@@ -86,4 +87,5 @@ def from_cache(job: ClaimedJob, hit: CachedResult, now: float) -> Done:
         finished_at=now,
         first_started_at=job.first_started_at or now,
         cached=True,
+        model=job.model,
     )

@@ -7,12 +7,13 @@ input; 130 stopped by a signal (rerun the same command to resume).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from engine.classify_stage import add_parsers as add_classify_parsers
+from engine.enrich_stage import add_parsers as add_enrich_parsers
 from engine.generate import EXIT_USAGE, GenerateOptions, generate
 from engine.graph import GraphConfig
 from engine.logs import configure_logging
@@ -24,14 +25,10 @@ from engine.run import RunConfig
 from engine.rundir import default_cache_path
 from engine.simproc import watch_parent
 from ratelimits.limiter import LimitConfig, LimitsConfig, ModelLimits
+from workers import loops
 from workers.executor import RetryPolicy
 from workers.sim_config import SimConfig, config_problems
 from workers.simulator import run_forever
-
-try:
-    import uvloop
-except ImportError:  # uvloop is optional (not on Windows)
-    uvloop = None  # type: ignore[assignment]
 
 DEFAULT_RUN_DIR = Path("runs/persona")
 
@@ -301,10 +298,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
 
 def _run_async(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run on uvloop when it is installed."""
-    factory = uvloop.new_event_loop if uvloop is not None else None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(main())
+    return loops.run(main)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -314,7 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning"))
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_generate, _add_status, _add_export, _add_simulate, add_persona_parsers):
+    for add in (
+        _add_generate,
+        _add_status,
+        _add_export,
+        _add_simulate,
+        add_persona_parsers,
+        add_classify_parsers,
+        add_enrich_parsers,
+    ):
         add(sub)
     return parser
 

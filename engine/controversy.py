@@ -5,14 +5,17 @@ different values would want different answers. This module does no I/O; an engin
 `build_classifier_request(...)` as a chat-completions body and feeds the reply text (or the
 whole response body) to `parse_classifier_reply` (or `parse_classifier_response`).
 
-Accepted replies: the bare label in any case, with spaces or hyphens for the underscore and
-optional quotes, backticks, asterisks or a final full stop ("Not controversial."); or a JSON
+The prompt asks for one line `VERDICT: <label>` (a marker a reply can be checked against, and
+the reply form the simulator fills, see workers/sim_text.py). Accepted replies: that line, or
+the bare label, the label in any case, with spaces or hyphens for the underscore and optional
+quotes, backticks, asterisks or a final full stop ("VERDICT: Not controversial."); or a JSON
 object whose "label" is such a label. Anything else raises UnparseableReplyError.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any, Final
 
 import msgspec
@@ -49,10 +52,14 @@ SYSTEM_PROMPT: Final = (
     "facts, definitions, arithmetic, code, recipes, instructions, greetings and small talk, "
     "or advice where the right answer does not depend on anyone's values.\n"
     "Judge the question itself, not whether its topic is sensitive. Reply with exactly one "
-    "word, CONTROVERSIAL or NOT_CONTROVERSIAL, and nothing else."
+    "line in this form, and nothing else:\n"
+    "VERDICT: <CONTROVERSIAL|NOT_CONTROVERSIAL>"
 )
 
-USER_TEMPLATE: Final = "Question:\n<<<\n{question}\n>>>\nLabel:"
+USER_TEMPLATE: Final = "Question:\n<<<\n{question}\n>>>"
+
+#: The reply's marker, optionally decorated ("**Verdict:**"), before the label.
+_MARKER: Final = re.compile(r"^[*`_ ]*verdict[*`_ ]*:[*`_ ]*", re.IGNORECASE)
 
 _DECORATION: Final = "\"'`*. \n\t"
 _LABELS: Final = {verdict.value: verdict for verdict in Verdict}
@@ -88,7 +95,7 @@ def _json_label(reply: str) -> Verdict | None:
 
 def parse_classifier_reply(reply: str) -> Verdict:
     """The verdict in the model's reply text; UnparseableReplyError if there is none."""
-    stripped = reply.strip()
+    stripped = _MARKER.sub("", reply.strip(), count=1)
     verdict = _json_label(stripped) if stripped.startswith("{") else _label(stripped)
     if verdict is None:
         raise UnparseableReplyError(reply)

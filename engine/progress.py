@@ -112,8 +112,7 @@ class ProgressReporter:
 
     async def _run_live(self) -> None:
         columns = (
-            TextColumn("[bold]generate"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TextColumn("{task.fields[line]}"),
         )
@@ -122,8 +121,8 @@ class ProgressReporter:
             while True:
                 snap = self.snapshot()
                 line = (
-                    f"{snap['rate_per_s']}/s  ETA {snap['eta']}  errors {snap['failed']}  "
-                    f"retries {snap['retries']}  cached {snap['cached']}  "
+                    f"{snap['rate_per_s']}/s ETA {snap['eta']} failed {snap['failed']} "
+                    f"retries {snap['retries']} cached {snap['cached']} "
                     f"in flight {snap['in_flight']}"
                 )
                 if snap["paused_since"]:

@@ -324,7 +324,7 @@ def test_markdown_report_shows_runs_and_checks() -> None:
 
 
 def test_build_metrics_from_known_inputs() -> None:
-    measured = Measured("engine", 64, 100, 100, 0, 7, 2.0, 3.0, 0.5, 80.0)
+    measured = Measured("engine", 64, 100, 100, 0, 7, 2.0, 3.0, 0.5, 80.0, startup_cpu_s=0.1)
     sim = SimCounts(
         requests_received=110, completions_served=101, duplicate_completions=1,
         by_status={"200": 101, "429": 9}, prompt_tokens=10_100, completion_tokens=5_050,
@@ -339,6 +339,7 @@ def test_build_metrics_from_known_inputs() -> None:
     assert m.cost_usd == pytest.approx((10_100 * 2.5 + 5_050 * 10.0) / 1e6)
     assert m.batch_cost_usd == pytest.approx(m.cost_usd / 2)
     assert m.cpu_ms_per_job == 5.0
+    assert m.cpu_ms_per_job_net == pytest.approx(4.0)  # (0.5 - 0.1) s / 100 jobs
     assert m.tokens_per_s == pytest.approx(15_150 / 2.0)
     assert m.api_latency is not None
     assert m.api_latency.p50_ms == 15.0

@@ -183,6 +183,27 @@ async def test_persona_formats(session: aiohttp.ClientSession) -> None:
     )
 
 
+async def test_reply_form_fills_each_line(session: aiohttp.ClientSession) -> None:
+    form = "Reply with these lines:\nVERDICT: <CONTROVERSIAL|NOT_CONTROVERSIAL>\nwhy not: <text>"
+    verdicts: list[str] = []
+    async with await start_simulator(SimConfig(output_tokens=10)) as sim:
+        for number in range(24):
+            reply = await completion(session, sim, chat_body(f"Question {number}?\n{form}"))
+            text = reply.choices[0].message.content or ""
+            match = re.fullmatch(rf"VERDICT: (\w+)\nwhy not: {WORD}( {WORD})*", text)
+            assert match, text
+            verdicts.append(match[1])
+            assert reply.usage is not None
+            assert reply.usage.completion_tokens == len(text.split())
+        capped = await completion(session, sim, chat_body(f"Q?\n{form}", max_tokens=3))
+        plain = await completion(session, sim, chat_body("Say VERDICT: <A|B> inline."))
+    assert set(verdicts) == {"CONTROVERSIAL", "NOT_CONTROVERSIAL"}
+    assert verdicts.count("CONTROVERSIAL") > verdicts.count("NOT_CONTROVERSIAL")
+    assert capped.choices[0].finish_reason == "length"
+    assert re.fullmatch(r"VERDICT: \w+\nwhy", capped.choices[0].message.content or "")
+    assert re.fullmatch(rf"{WORD}( {WORD})*", plain.choices[0].message.content or "")
+
+
 def test_reply_lengths_vary_around_the_mean() -> None:
     maker = ReplyMaker(64)
     key = seed_key(0)

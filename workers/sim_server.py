@@ -31,7 +31,15 @@ from workers.sim_config import SimConfig
 from workers.sim_faults import Fault, FaultPlan, draw_latency_s, in_outage
 from workers.sim_limits import SimRateLimiter, retry_after_headers
 from workers.sim_stats import SimCounters
-from workers.sim_text import ReplyMaker, fingerprint, prompt_tokens, reply_kind, seed_key
+from workers.sim_text import (
+    PLAIN,
+    ReplyMaker,
+    fingerprint,
+    prompt_tokens,
+    reply_form,
+    reply_kind,
+    seed_key,
+)
 
 STAGE_HEADER = "X-Engine-Stage"
 MAX_CHOICES = 128
@@ -225,11 +233,15 @@ class Simulator:
         """(encoded chat.completion, request fingerprint, completion tokens)."""
         fp = fingerprint(body, self._seed_key)
         kind = reply_kind(chat.messages)
+        form = reply_form(chat.messages) if kind == PLAIN else ()
         reply = self._replies.reply
         choices: list[Choice] = []
         completion = 0
         for index in range(chat.n or 1):
-            text, words, truncated = reply(fp, index, kind, cap)
+            if form:
+                text, words, truncated = self._replies.form_reply(fp, index, form, cap)
+            else:
+                text, words, truncated = reply(fp, index, kind, cap)
             completion += words
             message = ChatMessage(role="assistant", content=text)
             finish = "length" if truncated else "stop"

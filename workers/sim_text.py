@@ -13,16 +13,22 @@ Reply length: the first two stream bytes pick a length uniformly in
 Formats the PERSONA pipeline parses:
 - any message contains "REVISED PREFERENCE:" -> "REVISED PREFERENCE: <words> DONE"
 - else any message contains "EVALUATION:" -> "EVALUATION: <words> SUGGESTIONS: <words> DONE"
+- else any message holds reply-form lines `LABEL: <SLOT>` (a whole line; see `reply_form`)
+  -> one `LABEL: value` line per form line, in order: a slot `<A|B|...>` gets one option
+  (the first three times in four, else one of the others), any other slot gets words;
 - else plain words.
 "REVISED PREFERENCE:" is checked first because a revise prompt quotes the critique (which
 contains "EVALUATION:"), while a critique prompt never asks for a revised preference.
+Reply forms serve the optional LLM stages (engine.classify_stage: `VERDICT:`,
+engine.enrich_stage: the enriched fields and `PLAUSIBLE:`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import operator
-from typing import Literal
+import re
+from typing import Literal, NamedTuple
 
 from schemas.openai import ChatMessage
 
@@ -68,6 +74,29 @@ REVISION_KIND: ReplyKind = "revision"  # REVISED PREFERENCE: ... DONE
 
 # The shortest reply of each kind that still has at least one word in every part.
 MIN_WORDS: dict[ReplyKind, int] = {PLAIN: 1, REVISION_KIND: 4, EVALUATION_KIND: 5}
+
+
+#: A reply-form line: `label: <slot>` alone on its line; `<A|B>` lists options.
+_FORM_LINE = re.compile(r"^([A-Za-z][A-Za-z ]{0,60}): <([^<>\n]+)>[ \t]*$", re.MULTILINE)
+_FORM_HINT = ": <"  # a cheap substring test before the regex (plain prompts skip it)
+FIRST_OPTION_OUT_OF_256 = 192  # the first option of a slot three times in four
+
+
+class FormField(NamedTuple):
+    label: str
+    options: tuple[str, ...]  # empty: free text
+
+
+def reply_form(messages: list[ChatMessage]) -> tuple[FormField, ...]:
+    """The reply-form lines of all messages, in order (empty when there are none)."""
+    fields: list[FormField] = []
+    for message in messages:
+        content = message.content
+        if content and _FORM_HINT in content:
+            for label, slot in _FORM_LINE.findall(content):
+                options = tuple(o.strip() for o in slot.split("|")) if "|" in slot else ()
+                fields.append(FormField(label, options))
+    return tuple(fields)
 
 
 def fingerprint(body: bytes, key: bytes) -> bytes:
@@ -131,6 +160,40 @@ class ReplyMaker:
         if cap is not None and truncated:
             tokens = tokens[:cap]
         return " ".join(tokens), len(tokens), truncated
+
+    def form_reply(
+        self, fp: bytes, choice_index: int, form: tuple[FormField, ...], cap: int | None
+    ) -> tuple[str, int, bool]:
+        """(text, completion tokens, truncated): one `label: value` line per form field."""
+        free = sum(1 for field in form if not field.options)
+        words_room = max(self.max_words, free)
+        stream = hashlib.shake_128(fp + b"form" + choice_index.to_bytes(4, "little")).digest(
+            2 + len(form) + words_room
+        )
+        total = max(free, self.length(stream[0] << 8 | stream[1], PLAIN)) if free else 0
+        words = iter(_pick(stream[2 + len(form) : 2 + len(form) + total]))
+        tokens: list[str] = []
+        for position, field in enumerate(form):
+            label = field.label.split()
+            label[-1] += ":"
+            label[0] = f"\n{label[0]}" if tokens else label[0]
+            if field.options:
+                value = [_option(field.options, stream[2 + position])]
+            else:
+                free -= 1
+                value = [next(words) for _ in range(1 + (total - 1) // (free + 1))]
+                total -= len(value)
+            tokens += [*label, *value]
+        truncated = cap is not None and len(tokens) > cap
+        if cap is not None and truncated:
+            tokens = tokens[:cap]
+        return " ".join(tokens).replace(" \n", "\n"), len(tokens), truncated
+
+
+def _option(options: tuple[str, ...], byte: int) -> str:
+    if byte < FIRST_OPTION_OUT_OF_256 or len(options) == 1:
+        return options[0]
+    return options[1 + byte % (len(options) - 1)]
 
 
 def _pick(stream: bytes) -> tuple[str, ...]:

@@ -20,15 +20,14 @@ runs the server.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import signal
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
+from workers.loops import loop_factory
 from workers.sim_config import InvalidSimConfig, SimConfig, check_config, config_problems
 from workers.sim_server import Simulator
 from workers.sim_stats import SimStats
@@ -128,18 +127,8 @@ def run_forever(config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> No
     Prints exactly one line to stdout once listening:
     `simulator listening on http://HOST:PORT/v1`.
     """
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(_serve_until_signalled(config, host, port))
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when it is installed (only the entry point picks the loop)."""
-    try:
-        uvloop = importlib.import_module("uvloop")
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 async def _serve_until_signalled(config: SimConfig, host: str, port: int) -> None:

@@ -1,0 +1,25 @@
+"""Running a command's coroutine on the fastest event loop available (entry points only)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when it is installed (it is optional: not on Windows), else asyncio's."""
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main())

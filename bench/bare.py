@@ -8,16 +8,15 @@ so its CPU time and peak RSS are measured the same way as the engine's.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import resource
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import msgspec
 
 from schemas.batch import BatchInputLine
+from workers import loops
 
 _line_decoder = msgspec.json.Decoder(BatchInputLine)
 _encoder = msgspec.json.Encoder()
@@ -33,6 +32,7 @@ class BareResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     latency_ms: list[float]
     finished_s: list[float]
     cpu_s: float = 0.0  # the whole process (user + system)
+    startup_cpu_s: float = 0.0  # of which before the first request (imports, reading bodies)
     peak_rss_mb: float = 0.0
 
 
@@ -82,25 +82,16 @@ async def fire(base_url: str, bodies: list[bytes], concurrency: int) -> BareResu
     )
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when it is installed (it is optional: not on Windows), like the engine."""
-    try:
-        uvloop = importlib.import_module("uvloop")
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
-
-
 def bare_main(requests: Path, base_url: str, concurrency: int, out: Path) -> int:
     """The `python -m bench bare` process: fire, add this process's resource usage, write."""
     bodies = load_bodies(requests)
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        result = runner.run(fire(base_url, bodies, concurrency))
+    startup_cpu_s = time.process_time()
+    result = loops.run(lambda: fire(base_url, bodies, concurrency))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result = msgspec.structs.replace(
         result,
         cpu_s=usage.ru_utime + usage.ru_stime,
+        startup_cpu_s=startup_cpu_s,
         peak_rss_mb=usage.ru_maxrss / 1024.0,
     )
     out.write_bytes(_encoder.encode(result))

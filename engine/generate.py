@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import random
 import resource
@@ -35,7 +36,6 @@ from ratelimits.limiter import LimiterRegistry, LimitsConfig
 from schemas.job import Status
 from workers.client import AiohttpTransport, ChatTransport
 from workers.dispatch import Dispatcher, Validator
-from workers.sdk_client import SdkTransport
 
 log = structlog.get_logger()
 
@@ -188,7 +188,12 @@ def _transport(options: GenerateOptions, base_url: str) -> ChatTransport:
     api_key = os.environ.get(options.api_key_env, "") or "sk-no-key"
     run = options.run
     if options.transport == "sdk":
-        return SdkTransport(base_url, api_key, run.concurrency, run.timeout_s)
+        # imported on demand: the SDK is a noticeable share of start-up, and only this needs it
+        sdk = importlib.import_module("workers.sdk_client")
+        transport: ChatTransport = sdk.SdkTransport(
+            base_url, api_key, run.concurrency, run.timeout_s
+        )
+        return transport
     return AiohttpTransport(base_url, api_key, run.concurrency, run.timeout_s)
 
 
@@ -226,6 +231,19 @@ async def _run(
     return _exit_code(counts.count(Status.FAILED), interrupted)
 
 
+def peak_rss_kib(usage: resource.struct_rusage) -> int:
+    """This process's own peak RSS. On Linux `ru_maxrss` keeps the peak of the process that
+    exec'd us (a big parent inflates it), so read VmHWM from /proc when it is there."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return usage.ru_maxrss
+
+
 def _resource_usage(stats: RunStats) -> dict[str, float]:
     """This run's wall time, overall rate, CPU time and peak RSS (for the log and the bench)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -235,7 +253,7 @@ def _resource_usage(stats: RunStats) -> dict[str, float]:
         "elapsed_s": round(elapsed, 3),
         "overall_rate_per_s": round(finished / elapsed, 1) if elapsed > 0 else 0.0,
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),
+        "peak_rss_mb": round(peak_rss_kib(usage) / 1024.0, 1),
     }
 
 

@@ -42,7 +42,8 @@ class WorkQueue(Protocol):
         ...
 
     async def claim(self, limit: int, now: float, lease_s: float) -> list[ClaimedJob]:
-        """Atomically move up to `limit` due jobs to RUNNING with a lease; oldest first."""
+        """Atomically move up to `limit` due jobs to RUNNING with a lease, in enqueue order
+        (a retry that falls due goes before jobs enqueued after it)."""
         ...
 
     async def commit(self, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:

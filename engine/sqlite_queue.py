@@ -68,7 +68,8 @@ CREATE TABLE jobs (
     first_started_at  REAL,
     finished_at       REAL
 );
-CREATE INDEX jobs_ready ON jobs (status, next_run_at, seq);
+CREATE INDEX jobs_ready ON jobs (status, seq, next_run_at);
+CREATE INDEX jobs_due ON jobs (status, next_run_at);
 CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE personas (id TEXT PRIMARY KEY, text TEXT NOT NULL);
@@ -84,9 +85,9 @@ CREATE TABLE pairs (
 _CLAIM = """
 UPDATE jobs SET status = 'running', lease_until = :lease
 WHERE seq IN (
-    SELECT seq FROM jobs
+    SELECT seq FROM jobs INDEXED BY jobs_ready
     WHERE status = 'queued' AND next_run_at <= :now
-    ORDER BY next_run_at, seq LIMIT :limit
+    ORDER BY seq LIMIT :limit
 )
 RETURNING seq, id, stage, attempts, fingerprint, payload, first_started_at, model, est_tokens
 """

@@ -30,7 +30,7 @@ from bench.measure import (
 from bench.prices import PriceTableError, UnknownModel, load_prices, price_for
 from bench.procs import read_run_finished
 from bench.report import BenchReport, HostInfo, RunMetrics, evaluate, render_markdown
-from bench.runner import with_bare_ratios
+from bench.runner import ScenarioPending, check_supported, with_bare_ratios
 from bench.scenarios import (
     SCENARIOS,
     Overrides,
@@ -250,6 +250,22 @@ def test_overrides_replace_only_what_is_given() -> None:
     assert scenario.variants == base.variants
     with pytest.raises(msgspec.ValidationError):
         apply_overrides(base, Overrides(sim={"latency_dist": "uniform"}))
+
+
+def test_scenario_is_pending_until_the_engine_has_its_flags() -> None:
+    without_limits = frozenset({"--requests", "--run-dir", "--seed", "--personas"})
+    with pytest.raises(ScenarioPending) as caught:
+        check_supported(SCENARIOS["rate-limited"], without_limits)
+    assert caught.value.missing == ["--rpm", "--tpm"]
+    check_supported(SCENARIOS["rate-limited"], without_limits | {"--rpm", "--tpm"})
+    persona = apply_overrides(SCENARIOS["persona-full"], Overrides(jobs=800))
+    with pytest.raises(ScenarioPending) as persona_pending:
+        check_supported(persona, frozenset({"--seed"}))
+    assert persona_pending.value.missing == ["--personas"]
+    with pytest.raises(ScenarioPending):
+        check_supported(SCENARIOS["custom"], frozenset())  # every engine run is given --seed
+    bare_only = apply_overrides(SCENARIOS["custom"], Overrides(variants=("bare",)))
+    check_supported(bare_only, frozenset())  # the bare client needs no engine flag
 
 
 def test_every_target_names_a_run_metric() -> None:

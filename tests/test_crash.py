@@ -54,9 +54,10 @@ def test_crash_point_then_resume(tmp_path: Path, point: str) -> None:
         stats = sim.stats()
     _assert_exactly_once(run_dir)
     assert stats["unique_completions"] == N_JOBS
-    # calls answered but not committed when the process died are paid again: at most the
-    # calls in flight plus the batch being committed
-    assert stats["duplicate_completions"] <= 2 * CONCURRENCY
+    # paid again: the calls in flight when the process died (the simulator still answers
+    # them) plus answered calls not yet committed (the writer's batch and those queued
+    # behind it, at most about one more round of the workers each)
+    assert stats["duplicate_completions"] <= 3 * CONCURRENCY
 
 
 def test_repeated_timed_kills_then_resume(tmp_path: Path) -> None:
@@ -88,4 +89,4 @@ def test_repeated_timed_kills_then_resume(tmp_path: Path) -> None:
         stats = sim.stats()
     _assert_exactly_once(run_dir)
     assert stats["unique_completions"] == N_JOBS
-    assert stats["duplicate_completions"] <= kills * 2 * CONCURRENCY
+    assert stats["duplicate_completions"] <= kills * 3 * CONCURRENCY

@@ -1,0 +1,147 @@
+"""`python -m bench …`: run a scenario, list scenarios, estimate a real run's cost.
+
+Exit status: 0 measured and every check met (or none defined); 1 a check not met, or a process
+failed; 2 bad usage; 4 the scenario is not available (the engine lacks what it needs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import cli_args
+from bench.bare import bare_main
+from bench.estimate import EstimateError, estimate, render_estimate
+from bench.plot import write_png
+from bench.prices import PriceTableError, UnknownModel, load_prices, price_for
+from bench.procs import BenchProcessError, EngineRejected
+from bench.report import (
+    BenchReport,
+    HostInfo,
+    RunMetrics,
+    evaluate,
+    render_markdown,
+    write_json,
+    write_markdown,
+)
+from bench.runner import RunOptions, Samples, ScenarioPending, run_scenario
+from bench.scenarios import SCENARIOS, Scenario, apply_overrides
+from engine.logs import configure_logging
+
+EXIT_OK = 0
+EXIT_NOT_MET = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 4
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _host() -> HostInfo:
+    return HostInfo(
+        cpus=os.cpu_count() or 0,
+        load_avg_1m_before=round(os.getloadavg()[0], 2),
+        python=platform.python_version(),
+        platform=platform.platform(),
+    )
+
+
+def _measure(
+    scenario: Scenario, options: RunOptions
+) -> tuple[list[RunMetrics], Samples, str | None]:
+    """(runs, samples, why unavailable) — pending engine support is a result, not a crash."""
+    try:
+        runs, samples = run_scenario(scenario, options)
+    except ScenarioPending as exc:
+        return [], {}, str(exc)
+    except EngineRejected as exc:
+        what = "not available yet: " if scenario.requests.source == "persona" else ""
+        return [], {}, f"{scenario.name}: {what}{exc}"
+    return runs, samples, None
+
+
+def _run_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    scenario = apply_overrides(SCENARIOS[args.scenario], cli_args.overrides(args))
+    price = price_for(load_prices(args.prices), scenario.requests.model)
+    started = _now()
+    out_dir: Path = args.out or Path("runs/bench") / f"{scenario.name}-{started:%Y%m%d-%H%M%S}"
+    out_dir = out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=False)
+    host = _host()
+    options = RunOptions(out_dir, price, args.keep, args.process_timeout_s)
+    runs, samples, unavailable = _measure(scenario, options)
+    report = BenchReport(
+        scenario=scenario,
+        command=shlex.join(["python", "-m", "bench", *argv]),
+        started_at=f"{started:%Y-%m-%d %H:%M:%S}",
+        finished_at=f"{_now():%Y-%m-%d %H:%M:%S}",
+        host=host,
+        price_model=scenario.requests.model,
+        price=price,
+        runs=runs,
+        checks=evaluate(scenario.targets, runs),
+        unavailable=unavailable,
+    )
+    write_json(report, out_dir / "report.json")
+    write_markdown(report, out_dir / "report.md")
+    if runs:
+        write_png(report, samples, out_dir / "report.png")
+    print(render_markdown(report))
+    print(f"report: {out_dir}/report.{{json,md{',png' if runs else ''}}}")
+    if unavailable:
+        print(unavailable, file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return EXIT_NOT_MET if any(c.status == "not met" for c in report.checks) else EXIT_OK
+
+
+def _list_command(_args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    for name, s in SCENARIOS.items():
+        conc = ",".join(map(str, s.concurrency))
+        jobs = str(s.jobs) if s.jobs else "all"
+        print(f"{name:<14} jobs {jobs:<8} concurrency {conc:<8} {', '.join(s.variants)}")
+        print(f"{'':<14} {s.description}")
+    return EXIT_OK
+
+
+def _estimate_command(args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    inp = cli_args.estimate_input(args)
+    result = estimate(inp, price_for(load_prices(args.prices), inp.model))
+    if args.json:
+        print(cli_args.to_json(result))
+    else:
+        print(render_estimate(result))
+    return EXIT_OK
+
+
+def _bare_command(args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    return bare_main(args.requests, args.base_url, args.concurrency, args.out)
+
+
+_COMMANDS = {
+    "run": _run_command,
+    "list": _list_command,
+    "estimate": _estimate_command,
+    "bare": _bare_command,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = cli_args.build_parser(sorted(SCENARIOS))
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        return _COMMANDS[args.command](args, argv)
+    except (UnknownModel, PriceTableError, EstimateError, cli_args.UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BenchProcessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_MET

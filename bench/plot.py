@@ -1,0 +1,93 @@
+"""report.png: jobs/s and tokens/s over time, and the latency distributions (as CDFs).
+
+Drawn with matplotlib's object API on a bare `Figure` (the Agg canvas): no pyplot, no global
+backend selection, nothing configured at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from bench.report import BenchReport, RunMetrics
+
+Samples = dict[tuple[str, int, int], tuple[list[float], list[float]]]  # variant, conc., round
+_MAX_CDF_POINTS = 2000
+
+
+def _label(run: RunMetrics) -> str:
+    return f"{run.variant} c={run.concurrency}" + (f" #{run.round + 1}" if run.round else "")
+
+
+def _color(index: int) -> str:
+    """One colour per run, the same in every panel (matplotlib's default cycle)."""
+    return f"C{index % 10}"
+
+
+def _steps(run: RunMetrics, tokens: bool) -> tuple[list[float], list[float]]:
+    xs: list[float] = []
+    ys: list[float] = []
+    for point in run.series:
+        value = point.tokens_per_s if tokens else point.jobs_per_s
+        if value is None:
+            return [], []
+        xs.append(point.t_s)
+        ys.append(value)
+    return xs, ys
+
+
+def _cdf(values: Sequence[float]) -> tuple[list[float], list[float]]:
+    """At most _MAX_CDF_POINTS (value, fraction) points of the empirical CDF."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        return [], []
+    step = max(1, n // _MAX_CDF_POINTS)
+    indexes = [*range(0, n, step), n - 1]
+    return [ordered[i] for i in indexes], [(i + 1) / n for i in indexes]
+
+
+def _throughput(ax: Axes, runs: list[RunMetrics], tokens: bool) -> None:
+    for index, run in enumerate(runs):
+        xs, ys = _steps(run, tokens)
+        if xs:
+            ax.step(xs, ys, where="post", label=_label(run), color=_color(index))
+    ax.set_xlabel("seconds from start")
+    ax.set_ylabel("tokens/s" if tokens else "jobs/s")
+    ax.set_title("tokens per second" if tokens else "completed jobs per second")
+    ax.grid(alpha=0.3)
+    if ax.get_lines():
+        ax.legend(fontsize="small")
+
+
+def _latency(ax: Axes, runs: list[RunMetrics], samples: Samples) -> None:
+    for index, run in enumerate(runs):
+        api, e2e = samples.get((run.variant, run.concurrency, run.round), ([], []))
+        xs, ys = _cdf(api)
+        if not xs:
+            continue
+        ax.plot(xs, ys, label=f"{_label(run)} API call", color=_color(index))
+        if run.variant != "bare":
+            xs, ys = _cdf(e2e)
+            label = f"{_label(run)} end to end"
+            ax.plot(xs, ys, linestyle="--", color=_color(index), label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, log scale)")
+    ax.set_ylabel("fraction of jobs")
+    ax.set_title("latency distribution (CDF)")
+    ax.grid(alpha=0.3)
+    if ax.get_lines():
+        ax.legend(fontsize="small")
+
+
+def write_png(report: BenchReport, samples: Samples, path: Path) -> None:
+    fig = Figure(figsize=(11, 12), layout="constrained")
+    jobs_ax, tokens_ax, latency_ax = fig.subplots(3, 1)
+    _throughput(jobs_ax, report.runs, tokens=False)
+    _throughput(tokens_ax, report.runs, tokens=True)
+    _latency(latency_ax, report.runs, samples)
+    fig.suptitle(f"bench {report.scenario.name} ({report.started_at})")
+    fig.savefig(path, dpi=90)

@@ -176,7 +176,9 @@ def _dispatcher(options: GenerateOptions, base_url: str, validator: Validator | 
     return Dispatcher(
         _transport(options, base_url),
         options.run.retry,
-        CircuitBreaker(BreakerConfig(), clock),
+        # probes at most 2 s apart: an outage costs its length plus at most 2 s of lag,
+        # for one cheap request every 2 s while it lasts
+        CircuitBreaker(BreakerConfig(probe_max_s=2.0), clock),
         limits,
         random.Random(options.run.seed),
         coalesce=options.cache_path is not None,

@@ -15,7 +15,6 @@ from bench.bare import BareResult
 from bench.measure import (
     BATCH_DISCOUNT,
     Ceiling,
-    Price,
     ceiling,
     cost_usd,
     efficiency,
@@ -24,6 +23,7 @@ from bench.measure import (
     summarize,
 )
 from bench.report import RunMetrics
+from engine.prices import Price
 
 
 class _EngineMeta(msgspec.Struct, gc=False):

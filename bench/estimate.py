@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import msgspec
 
-from bench.measure import BATCH_DISCOUNT, Price, ceiling, cost_usd, expected_distinct
+from bench.measure import BATCH_DISCOUNT, ceiling, cost_usd, expected_distinct
+from engine.prices import Price
 
 
 class StageTokens(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
+from engine.prices import Price
+
 #: The OpenAI Batch API bills half the standard price (input and output alike).
 BATCH_DISCOUNT = 0.5
 
@@ -39,13 +41,6 @@ class SeriesPoint(msgspec.Struct, frozen=True, array_like=True):
 class Ceiling(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     per_s: float
     binding: str  # "concurrency", "rpm" or "tpm"
-
-
-class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    input_per_mtok: float  # USD per million prompt tokens
-    output_per_mtok: float  # USD per million completion tokens
-    source: str = ""
-    as_of: str = ""
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:

@@ -11,8 +11,9 @@ from typing import Literal
 
 import msgspec
 
-from bench.measure import Percentiles, Price, SeriesPoint, compare
+from bench.measure import Percentiles, SeriesPoint, compare
 from bench.scenarios import Scenario, Target
+from engine.prices import Price
 
 CheckStatus = Literal["met", "not met", "pending"]
 

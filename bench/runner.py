@@ -31,7 +31,7 @@ from bench.collect import (
     read_engine_jobs,
     sim_counts,
 )
-from bench.measure import Price, ratio
+from bench.measure import ratio
 from bench.procs import SimProcess, run_bare, run_engine, supported_generate_flags
 from bench.report import RunMetrics
 from bench.requests import write_requests
@@ -43,6 +43,7 @@ from bench.scenarios import (
     mean_latency_s,
     sim_args,
 )
+from engine.prices import Price
 
 log = structlog.get_logger()
 

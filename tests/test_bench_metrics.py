@@ -17,7 +17,6 @@ from bench.estimate import EstimateError, EstimateInput, StageTokens, estimate, 
 from bench.measure import (
     BATCH_DISCOUNT,
     Ceiling,
-    Price,
     ceiling,
     cost_usd,
     efficiency,
@@ -40,6 +39,7 @@ from bench.scenarios import (
     mean_latency_s,
     sim_args,
 )
+from engine.prices import Price
 
 GPT_4O = Price(input_per_mtok=2.5, output_per_mtok=10.0)
 
@@ -171,7 +171,7 @@ def test_bad_price_file_and_unknown_model_are_reported(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"gpt-4o": {"input_per_mtok": "cheap"}}))
     with pytest.raises(PriceTableError) as caught:
         load_prices(bad)
-    assert caught.value.path == str(bad)
+    assert caught.value.path == bad
     with pytest.raises(PriceTableError):
         load_prices(tmp_path / "missing.json")
     with pytest.raises(UnknownModel) as unknown:

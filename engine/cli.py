@@ -94,8 +94,9 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument(
         "--retry-base-s",
         type=float,
-        default=1.0,
-        help="first retry delay; doubles each attempt (with jitter)",
+        default=0.25,
+        help="first retry delay; doubles each attempt (with jitter). Short on purpose: "
+        "outages are the circuit breaker's job and 429s carry Retry-After",
     )
     p.add_argument("--retry-max-s", type=float, default=60.0, help="longest retry delay")
     p.add_argument("--timeout-s", type=float, default=120.0, help="per-request timeout")

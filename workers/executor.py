@@ -14,7 +14,7 @@ from workers.errors import ProviderError, RetryableError
 
 class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_attempts: int = 5
-    base_s: float = 1.0
+    base_s: float = 0.25  # short: outages are the breaker's job, 429s carry Retry-After
     max_s: float = 60.0
     jitter: float = 0.5
 

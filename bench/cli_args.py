@@ -10,6 +10,7 @@ import msgspec
 
 from bench.estimate import DEFAULT_STAGE_TOKENS, EstimateInput, StageTokens
 from bench.scenarios import VARIANTS, EngineSettings, Overrides, RequestSettings, SimSettings
+from engine.argtypes import positive_int
 
 _SPECIAL = frozenset({"extra_args", "rpm", "tpm"})  # set from --*-arg, --rpm/--tpm/--engine-*
 _SIM_FIELDS = tuple(f for f in SimSettings.__struct_fields__ if f not in _SPECIAL)
@@ -24,13 +25,6 @@ class UsageError(ValueError):
         super().__init__(f"{flag}: {detail}")
         self.flag = flag
         self.detail = detail
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _positive_ints(text: str) -> tuple[int, ...]:
@@ -87,12 +81,12 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser], names: list[str]) -> None:
     p = sub.add_parser("run", help="run a scenario and write report.{json,md,png}")
     p.add_argument("scenario", choices=names, help="see `python -m bench list`")
-    p.add_argument("--jobs", type=_positive_int, help="requests in the synthetic request file")
+    p.add_argument("--jobs", type=positive_int, help="requests in the synthetic request file")
     p.add_argument("--concurrency", type=_positive_ints, help="N, or a sweep: 16,64,256")
     p.add_argument("--variants", type=_variants, help=f"comma-separated, of {','.join(VARIANTS)}")
     p.add_argument("--seed", type=int, help="the simulator's and the engine's seed")
     p.add_argument(
-        "--repeat", type=_positive_int, help="rounds of every variant (checks use the median)"
+        "--repeat", type=positive_int, help="rounds of every variant (checks use the median)"
     )
     p.add_argument("--out", type=Path, help="default: runs/bench/<scenario>-<timestamp>/")
     p.add_argument("--prices", type=Path, help="price file laid over engine/data/prices.json")
@@ -131,7 +125,7 @@ def _add_bare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bare", help="the bare aiohttp baseline client (run by `bench run`)")
     p.add_argument("--requests", type=Path, required=True, help="Batch API input JSONL")
     p.add_argument("--base-url", required=True)
-    p.add_argument("--concurrency", type=_positive_int, required=True)
+    p.add_argument("--concurrency", type=positive_int, required=True)
     p.add_argument("--out", type=Path, required=True, help="where to write the JSON result")
 
 

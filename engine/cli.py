@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from engine.argtypes import positive_int
 from engine.classify_stage import add_parsers as add_classify_parsers
 from engine.enrich_stage import add_parsers as add_enrich_parsers
 from engine.generate import EXIT_USAGE, GenerateOptions, generate
@@ -33,13 +34,6 @@ from workers.simulator import run_forever
 DEFAULT_RUN_DIR = Path("runs/persona")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "generate",
@@ -57,13 +51,13 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument(
         "--personas",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="use the first N personas (default: all)",
     )
     p.add_argument(
         "--prompts-per-persona",
-        type=_positive_int,
+        type=positive_int,
         default=200,
         help="pairs per persona, split 50/25/25 train/test_seen/test_unseen",
     )
@@ -75,10 +69,10 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--revise-model", help="model of the revise stage (default: --model)")
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument(
-        "--max-tokens", type=_positive_int, default=512, help="completion cap of each stage's calls"
+        "--max-tokens", type=positive_int, default=512, help="completion cap of each stage's calls"
     )
     p.add_argument("--prices", type=Path, help="price table overriding engine/data/prices.json")
-    p.add_argument("--concurrency", type=_positive_int, default=64, help="calls in flight")
+    p.add_argument("--concurrency", type=positive_int, default=64, help="calls in flight")
     p.add_argument(
         "--base-url",
         help="OpenAI-compatible API (default: $OPENAI_BASE_URL, else the built-in simulator)",
@@ -89,7 +83,7 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="environment variable holding the API key (never logged or stored)",
     )
     p.add_argument(
-        "--max-attempts", type=_positive_int, default=5, help="attempts per job before it fails"
+        "--max-attempts", type=positive_int, default=5, help="attempts per job before it fails"
     )
     p.add_argument(
         "--retry-base-s",

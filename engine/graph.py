@@ -24,8 +24,6 @@ from engine.inputs import canonical_body, estimate_tokens, fingerprint
 from engine.sampling import Pair
 from schemas.job import ClaimedJob, Done, NewJob
 from schemas.openai import ChatMessage, ChatRequest, chat_response_decoder
-from schemas.persona import Persona
-from schemas.prompt import Prompt
 from workers.client import CallResult
 from workers.errors import InvalidOutput
 
@@ -190,9 +188,3 @@ def _result(db: sqlite3.Connection, job_id: str) -> bytes:
         raise LookupError(f"{job_id} has no committed result")
     result: bytes = row[0]
     return result
-
-
-def graph_texts(
-    personas: Sequence[Persona], prompts: Sequence[Prompt]
-) -> tuple[dict[str, str], dict[str, str]]:
-    return {p.id: p.text for p in personas}, {q.id: q.text for q in prompts}

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 import msgspec
 
+from engine.argtypes import positive_int
 from engine.generate import EXIT_FAILED_JOBS, EXIT_OK, GenerateOptions, generate
 from engine.output import ERRORS, RESULTS
 from engine.run import RunConfig
@@ -73,13 +74,6 @@ class UnusableReplyError(ValueError):
         self.problem = problem
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     """The engine flags every stage takes (the same names and meanings as `generate`'s)."""
     parser.add_argument("--run-dir", type=Path, required=True, help="queue, requests, outputs")
@@ -89,11 +83,11 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY")
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--concurrency", type=_positive_int, default=64, help="calls in flight")
+    parser.add_argument("--concurrency", type=positive_int, default=64, help="calls in flight")
     parser.add_argument(
         "--seed", type=int, default=0, help="in every request body; draws enrichment themes"
     )
-    parser.add_argument("--max-attempts", type=_positive_int, default=5)
+    parser.add_argument("--max-attempts", type=positive_int, default=5)
     parser.add_argument("--timeout-s", type=float, default=120.0)
     parser.add_argument("--rpm", type=float, help="requests per minute budget")
     parser.add_argument("--tpm", type=float, help="tokens per minute budget")

@@ -28,6 +28,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from engine.argtypes import non_negative_int, positive_int
 from engine.personas.build import (
     BuildConfig,
     build,
@@ -55,20 +56,6 @@ MISSING_CENSUS_DIR = (
 )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
-
-
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "personas",
@@ -76,9 +63,9 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--n", type=_positive_int, required=True, help="number of personas")
+    parser.add_argument("--n", type=positive_int, required=True, help="number of personas")
     parser.add_argument(
-        "--seed", type=_non_negative_int, required=True, help="random seed (sampling, traits)"
+        "--seed", type=non_negative_int, required=True, help="random seed (sampling, traits)"
     )
     parser.add_argument(
         "--census-dir",

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 
 from bench.estimate import DEFAULT_STAGE_TOKENS, EstimateInput, StageTokens
-from bench.scenarios import VARIANTS, EngineSettings, Overrides, RequestSettings, SimSettings
+from bench.scenarios import ALL_VARIANTS, EngineSettings, Overrides, RequestSettings, SimSettings
 from engine.argtypes import positive_int
 
 _SPECIAL = frozenset({"extra_args", "rpm", "tpm"})  # set from --*-arg, --rpm/--tpm/--engine-*
@@ -39,9 +39,10 @@ def _positive_ints(text: str) -> tuple[int, ...]:
 
 def _variants(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(","))
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = [n for n in names if n not in ALL_VARIANTS]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+        known = list(ALL_VARIANTS)
+        raise argparse.ArgumentTypeError(f"unknown variant(s) {unknown}; known: {known}")
     return names
 
 
@@ -83,7 +84,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser], names: li
     p.add_argument("scenario", choices=names, help="see `python -m bench list`")
     p.add_argument("--jobs", type=positive_int, help="requests in the synthetic request file")
     p.add_argument("--concurrency", type=_positive_ints, help="N, or a sweep: 16,64,256")
-    p.add_argument("--variants", type=_variants, help=f"comma-separated, of {','.join(VARIANTS)}")
+    p.add_argument(
+        "--variants", type=_variants, help=f"comma-separated, of {','.join(ALL_VARIANTS)}"
+    )
     p.add_argument("--seed", type=int, help="the simulator's and the engine's seed")
     p.add_argument(
         "--repeat", type=positive_int, help="rounds of every variant (checks use the median)"

@@ -51,6 +51,9 @@ class RunMetrics(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     binding_limit: str | None = None
     efficiency: float | None = None  # rate / ceiling
     rate_vs_bare: float | None = None  # rate / the bare client's rate in the same round
+    # (elapsed_s - the outage's length) / elapsed_s of the engine-fault-free run in the same
+    # round: <= 1.10 means "no longer than the outage plus 10 % over the fault-free run"
+    time_vs_fault_free: float | None = None
     round: int = 0  # which of the repeated rounds (--repeat)
     # (cpu_s - the CPU it had used when its first request arrived) / done: the cost per job
     # without start-up (imports, reading and enqueueing the requests)

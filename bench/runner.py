@@ -7,7 +7,8 @@
         start a simulator with the scenario's flags and seed
         → run the client as a subprocess → read its outputs and the simulator's /stats
         → stop the simulator, delete the bulky files (unless kept)
-    → ratios against the bare client of the same concurrency and round
+    → ratios against the bare client of the same concurrency and round, and a faulty run's
+      wall time against the engine-fault-free run's
 
 A fresh simulator per variant keeps the counters, the outage clock and the rate-limit buckets
 equal for every variant (the simulator counts a repeated body as a duplicate paid call).
@@ -38,6 +39,7 @@ from bench.requests import write_requests
 from bench.scenarios import (
     CALLS_PER_PERSONA,
     Scenario,
+    Variant,
     engine_args,
     engine_flags_needed,
     mean_latency_s,
@@ -93,9 +95,8 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> tuple[list[RunMetri
     try:
         for concurrency in scenario.concurrency:
             for round_ in range(scenario.repeat):
-                runs += with_bare_ratios([
-                    bench.run(variant, concurrency, round_) for variant in scenario.variants
-                ])  # fmt: skip
+                batch = [bench.run(variant, concurrency, round_) for variant in scenario.variants]
+                runs += with_fault_free_ratios(with_bare_ratios(batch), scenario.sim.outage_for_s)
     finally:
         if not options.keep:
             requests.unlink(missing_ok=True)
@@ -127,7 +128,7 @@ class _Bench:
         self.ctx = _context(scenario, options.price)
         self.samples: Samples = {}
 
-    def run(self, variant: str, concurrency: int, round_: int) -> RunMetrics:
+    def run(self, variant: Variant, concurrency: int, round_: int) -> RunMetrics:
         suffix = f"-r{round_ + 1}" if self.scenario.repeat > 1 else ""
         vdir = self.options.out_dir / f"c{concurrency}-{variant}{suffix}"
         vdir.mkdir(parents=True)
@@ -156,13 +157,30 @@ def with_bare_ratios(batch: list[RunMetrics]) -> list[RunMetrics]:
     ]
 
 
+def with_fault_free_ratios(batch: list[RunMetrics], outage_s: float) -> list[RunMetrics]:
+    """Each faulty run of one round at one concurrency with `time_vs_fault_free` set from that
+    round's engine-fault-free run (if any): (its elapsed time - `outage_s`) / the fault-free
+    run's."""
+    clean = next((r for r in batch if r.variant == "engine-fault-free"), None)
+    if clean is None:
+        return batch
+    return [
+        r
+        if r is clean
+        else msgspec.structs.replace(
+            r, time_vs_fault_free=_round(ratio(r.elapsed_s - outage_s, clean.elapsed_s))
+        )
+        for r in batch
+    ]
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
 def _run_variant(
     scenario: Scenario,
-    variant: str,
+    variant: Variant,
     concurrency: int,
     vdir: Path,
     requests: Path,
@@ -171,7 +189,7 @@ def _run_variant(
     supported: frozenset[str],
 ) -> tuple[RunMetrics, tuple[list[float], list[float]]]:
     timeout_s = options.process_timeout_s
-    with SimProcess(sim_args(scenario), vdir) as sim:
+    with SimProcess(sim_args(scenario, variant), vdir) as sim:
         if variant == "bare":
             result, wall_s = run_bare(requests, sim.base_url, concurrency, vdir, timeout_s)
             counts = sim_counts(sim.stats())
@@ -201,7 +219,12 @@ def _run_variant(
 
 
 def _engine_command(
-    scenario: Scenario, variant: str, concurrency: int, vdir: Path, requests: Path, base_url: str
+    scenario: Scenario,
+    variant: Variant,
+    concurrency: int,
+    vdir: Path,
+    requests: Path,
+    base_url: str,
 ) -> list[str]:
     args = ["--run-dir", str(vdir / "run"), "--base-url", base_url]
     args += ["--concurrency", str(concurrency), *engine_args(scenario)]

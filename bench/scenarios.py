@@ -9,6 +9,9 @@ Variants (each against a fresh simulator process started with the same flags and
   the ceiling for a Python client on this machine.
 - `engine`: `python -m engine generate` with its default (aiohttp) transport.
 - `engine-sdk`: the same with `--transport sdk` (the openai SDK).
+- `engine-fault-free`: the engine (aiohttp) against a simulator with the scenario's faults
+  turned off (no 5xx, injected 429s, hangs, malformed bodies or outage; latency and limits
+  kept): the baseline a faulty run's wall time is compared with (`time_vs_fault_free`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from typing import Literal
 
 import msgspec
 
-Variant = Literal["bare", "engine", "engine-sdk"]
+Variant = Literal["bare", "engine", "engine-sdk", "engine-fault-free"]
+#: the side-by-side comparison most scenarios run
 VARIANTS: tuple[Variant, ...] = ("bare", "engine", "engine-sdk")
+ALL_VARIANTS: tuple[Variant, ...] = (*VARIANTS, "engine-fault-free")
 Op = Literal[">=", "<=", "<", ">", "=="]
 #: persona-full with --jobs N runs the first ceil(N / CALLS_PER_PERSONA) personas: each brings
 #: a critique and a revise call for each of its 200 prompts (the answers are shared).
@@ -43,6 +48,16 @@ class SimSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     outage_after_s: float | None = None
     outage_for_s: float = 0.0
     extra_args: tuple[str, ...] = ()
+
+
+FAULT_FREE = {
+    "error_rate": 0.0,
+    "rate_limit_rate": 0.0,
+    "timeout_rate": 0.0,
+    "malformed_rate": 0.0,
+    "outage_after_s": None,
+    "outage_for_s": 0.0,
+}
 
 
 class EngineSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -87,6 +102,9 @@ class Scenario(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     targets: tuple[Target, ...] = ()
     seed: int = 0
     repeat: int = 1  # rounds of every variant, alternating; checks use the median
+    # the outage (sim.outage_for_s long) begins when this share of the jobs' requests have
+    # reached the simulator (`--outage-after-requests`): mid-run whatever the start-up time
+    outage_at: float | None = None
 
 
 _HALF_OF_BARE = Target("engine >= 50 % of the bare client's rate", "rate_vs_bare", ">=", 0.5)
@@ -159,6 +177,25 @@ SCENARIOS: dict[str, Scenario] = {
                 max_attempts=12, retry_base_s=0.05, retry_max_s=1.0, timeout_s=0.5
             ),
             targets=(_NO_FAILURES, _NO_DUPLICATES),
+        ),
+        Scenario(
+            name="outage",
+            description="5 % 5xx and a 20 s outage mid-run, against the same run without faults",
+            jobs=40_000,
+            concurrency=(64,),
+            variants=("engine-fault-free", "engine"),
+            sim=SimSettings(latency_ms=100.0, error_rate=0.05, outage_for_s=20.0),
+            outage_at=0.5,
+            targets=(
+                _NO_FAILURES,
+                _NO_DUPLICATES,
+                Target(
+                    "no longer than the outage + 10 % over the fault-free run",
+                    "time_vs_fault_free",
+                    "<=",
+                    1.10,
+                ),
+            ),
         ),
         Scenario(
             name="memory",
@@ -240,10 +277,20 @@ def _flags(settings: msgspec.Struct, defaults: msgspec.Struct) -> list[str]:
     return args
 
 
-def sim_args(scenario: Scenario) -> list[str]:
-    """The simulator's command-line flags for this scenario."""
-    sim = scenario.sim
-    return [*_flags(sim, SimSettings()), "--seed", str(scenario.seed), *sim.extra_args]
+def sim_args(scenario: Scenario, variant: Variant = "engine") -> list[str]:
+    """The simulator's command-line flags for this scenario (its faults off for
+    `engine-fault-free`)."""
+    if variant == "engine-fault-free":
+        sim = msgspec.structs.replace(scenario.sim, **FAULT_FREE)
+        outage: list[str] = []
+    else:
+        sim = scenario.sim
+        outage = []
+        if scenario.outage_at is not None and sim.outage_after_s is None and sim.outage_for_s > 0:
+            after = max(1, round(scenario.jobs * scenario.outage_at))
+            outage = ["--outage-after-requests", str(after)]
+    args = [*_flags(sim, SimSettings()), *outage, "--seed", str(scenario.seed)]
+    return args + list(sim.extra_args)
 
 
 def engine_args(scenario: Scenario) -> list[str]:

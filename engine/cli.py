@@ -251,6 +251,11 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--hang-s", type=float, default=300.0)
     p.add_argument("--malformed-rate", type=float, default=0.0)
     p.add_argument("--outage-after-s", type=float)
+    p.add_argument(
+        "--outage-after-requests",
+        type=positive_int,
+        help="the outage begins when this many requests have arrived (instead of a time)",
+    )
     p.add_argument("--outage-for-s", type=float, default=0.0)
     p.add_argument(
         "--model",
@@ -278,6 +283,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
         hang_s=args.hang_s,
         malformed_rate=args.malformed_rate,
         outage_after_s=args.outage_after_s,
+        outage_after_requests=args.outage_after_requests,
         outage_for_s=args.outage_for_s,
         models=tuple(args.models),
         seed=args.seed,

@@ -14,9 +14,12 @@ outage failures making up at least `failure_ratio` of the window, or after
 `consecutive_failures` outage failures in a row. Scattered failures never open it.
 
 While it is not closed, `admit()` blocks, and exactly one waiter at a time is let through as
-a probe, at growing intervals (`probe_initial_s`, doubling up to `probe_max_s`). A probe that
-gets any non-outage answer closes the breaker and releases everyone; a probe that fails
-reopens it with the next, longer interval. One timer, set with `Clock.call_at`; no polling.
+a probe, at growing intervals: each wait is `probe_share` of the time the outage has lasted so
+far, at least `probe_initial_s` and at most `probe_max_s`. So the time lost between the API's
+return and the probe that notices it stays a small share of the outage (2.5 % by default): a
+20 s outage is probed every 0.25 to 0.5 s, an hour-long one every 30 s (about 300 probes in the
+hour). A probe that gets any non-outage answer closes the breaker and releases everyone; a probe
+that fails reopens it with the next interval. One timer, set with `Clock.call_at`; no polling.
 
 A dispatcher loop stays simple::
 
@@ -59,8 +62,9 @@ class BreakerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     min_failures: Annotated[int, Meta(gt=0)] = 10
     failure_ratio: Annotated[float, Meta(gt=0, le=1)] = 0.9
     consecutive_failures: Annotated[int, Meta(gt=0)] = 8
-    probe_initial_s: Annotated[float, Meta(gt=0)] = 1.0
-    probe_max_s: Annotated[float, Meta(gt=0)] = 60.0
+    probe_initial_s: Annotated[float, Meta(gt=0)] = 0.25
+    probe_share: Annotated[float, Meta(ge=0)] = 0.025
+    probe_max_s: Annotated[float, Meta(gt=0)] = 30.0
 
 
 class PermitUsedError(RuntimeError):
@@ -93,7 +97,6 @@ class CircuitBreaker:
         self._consecutive = 0
         self._opened_at: float | None = None
         self._next_probe_at: float | None = None
-        self._interval_s = config.probe_initial_s
         self._probe_free = False
         self._timer: TimerHandle | None = None
         self._admit_waiters: deque[asyncio.Future[Permit]] = deque()
@@ -203,7 +206,6 @@ class CircuitBreaker:
             self._close()
             return False
         self.failures_while_open += 1
-        self._interval_s = min(self.config.probe_max_s, self._interval_s * 2)
         self._state = BreakerState.OPEN
         self._arm_probe_timer()
         return True
@@ -211,12 +213,18 @@ class CircuitBreaker:
     def _open(self) -> None:
         self._state = BreakerState.OPEN
         self._opened_at = self._clock.now()
-        self._interval_s = min(self.config.probe_initial_s, self.config.probe_max_s)
         log.warning("breaker_opened", window_failures=self._window_failures)
         self._arm_probe_timer()
 
+    def _probe_interval_s(self, now: float) -> float:
+        config = self.config
+        lasted_s = 0.0 if self._opened_at is None else now - self._opened_at
+        interval = max(config.probe_initial_s, config.probe_share * lasted_s)
+        return min(config.probe_max_s, interval)
+
     def _arm_probe_timer(self) -> None:
-        self._next_probe_at = self._clock.now() + self._interval_s
+        now = self._clock.now()
+        self._next_probe_at = now + self._probe_interval_s(now)
         self._timer = self._clock.call_at(self._next_probe_at, self._on_probe_due)
 
     def _on_probe_due(self) -> None:
@@ -246,7 +254,6 @@ class CircuitBreaker:
         self._opened_at = None
         self._next_probe_at = None
         self._probe_free = False
-        self._interval_s = self.config.probe_initial_s
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

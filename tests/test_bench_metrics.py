@@ -29,7 +29,12 @@ from bench.measure import (
 from bench.prices import PriceTableError, UnknownModel, load_prices, price_for
 from bench.procs import read_run_finished
 from bench.report import BenchReport, HostInfo, RunMetrics, evaluate, render_markdown
-from bench.runner import ScenarioPending, check_supported, with_bare_ratios
+from bench.runner import (
+    ScenarioPending,
+    check_supported,
+    with_bare_ratios,
+    with_fault_free_ratios,
+)
 from bench.scenarios import (
     SCENARIOS,
     Overrides,
@@ -238,6 +243,34 @@ def test_scenario_flags_for_both_processes() -> None:
     limited = SCENARIOS["rate-limited"]
     assert engine_args(limited) == ["--rpm", "6000", "--tpm", "1500000", "--seed", "0"]
     assert "--rpm" in sim_args(limited)
+
+
+def test_the_outage_scenario_and_its_fault_free_twin() -> None:
+    outage = SCENARIOS["outage"]
+    faulty = sim_args(outage, "engine")
+    assert faulty == [
+        "--latency-ms", "100.0", "--error-rate", "0.05", "--outage-for-s", "20.0",
+        "--outage-after-requests", "20000", "--seed", "0",
+    ]  # fmt: skip
+    assert sim_args(outage, "engine-fault-free") == ["--latency-ms", "100.0", "--seed", "0"]
+    smaller = apply_overrides(outage, Overrides(jobs=5000))
+    assert "2500" in sim_args(smaller, "engine")  # mid-run whatever --jobs says
+    timed = apply_overrides(outage, Overrides(sim={"outage_after_s": 3.0}))
+    assert "--outage-after-requests" not in sim_args(timed, "engine")  # the flag given wins
+    assert "--outage-after-s" in sim_args(timed, "engine")
+
+
+def test_a_faulty_run_is_timed_against_the_fault_free_one() -> None:
+    clean = _run("engine-fault-free", 64, 1.0, elapsed_s=60.0)
+    runs = with_fault_free_ratios([clean, _run("engine", 64, 1.0, elapsed_s=86.0)], 20.0)
+    assert runs[0].time_vs_fault_free is None
+    assert runs[1].time_vs_fault_free == 1.1  # (86 - 20) / 60: exactly the allowance
+    target = SCENARIOS["outage"].targets[-1]
+    assert [c.status for c in evaluate((target,), runs)] == ["met"]
+    late = with_fault_free_ratios([clean, _run("engine", 64, 1.0, elapsed_s=86.1)], 20.0)
+    assert [c.status for c in evaluate((target,), late)] == ["not met"]
+    alone = with_fault_free_ratios([_run("engine", 64, 1.0)], 20.0)
+    assert alone[0].time_vs_fault_free is None
 
 
 def test_overrides_replace_only_what_is_given() -> None:

@@ -86,8 +86,8 @@ async def test_admit_blocks_while_open_and_lets_one_probe_through() -> None:
     tasks = admitters(breaker, 3)
     await run_ready()
     assert not any(task.done() for task in tasks)
-    assert breaker.next_probe_at == pytest.approx(101.0)
-    clock.advance_to(101.0)
+    assert breaker.next_probe_at == pytest.approx(100.25)
+    clock.advance_to(100.25)
     await run_ready()
     done = [task for task in tasks if task.done()]
     assert len(done) == 1
@@ -99,16 +99,22 @@ async def test_admit_blocks_while_open_and_lets_one_probe_through() -> None:
     await run_ready()
 
 
-async def test_failed_probes_come_at_doubling_intervals_capped_at_60s() -> None:
+async def test_failed_probes_come_at_intervals_growing_with_the_outage() -> None:
+    """Each wait is 2.5 % of the outage so far, between 0.25 s and 30 s: an hour-long outage
+    is probed about 300 times, and a probe notices the API's return within 2.5 % of the outage
+    (or 0.25 s)."""
     breaker, clock = make()
     await open_breaker(breaker)
     opened_at = breaker.opened_at
+    assert opened_at is not None
     waiting = admitters(breaker, 2)
-    intervals = []
-    for _ in range(9):
+    intervals: list[float] = []
+    while clock.now() - opened_at < 3600.0:
         due = breaker.next_probe_at
         assert due is not None
-        intervals.append(round(due - clock.now(), 6))
+        lasted = clock.now() - opened_at
+        intervals.append(due - clock.now())
+        assert intervals[-1] == pytest.approx(min(30.0, max(0.25, 0.025 * lasted)))
         clock.advance_to(due - 0.001)
         await run_ready()
         assert not any(task.done() for task in waiting)
@@ -119,9 +125,12 @@ async def test_failed_probes_come_at_doubling_intervals_capped_at_60s() -> None:
         assert breaker.record(probe_task.result(), OUTAGE) is True
         assert state(breaker) is BreakerState.OPEN
         waiting += admitters(breaker, 1)  # the probing dispatcher asks again
-    assert intervals == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert intervals == sorted(intervals)  # growing
+    assert intervals[:40] == [pytest.approx(0.25)] * 40  # the first 10 s
+    assert intervals[-1] == pytest.approx(30.0)
+    assert 250 <= len(intervals) <= 350
     assert breaker.opened_at == opened_at  # still the same outage
-    assert breaker.failures_while_open == 1 + 9
+    assert breaker.failures_while_open == 1 + len(intervals)
     assert clock.pending == 1
     for task in waiting:
         task.cancel()
@@ -134,7 +143,7 @@ async def test_probe_answer_closes_it_and_releases_everyone(answer: Outcome) -> 
     await open_breaker(breaker)
     tasks = admitters(breaker, 4)
     closed = asyncio.create_task(breaker.wait_until_closed())
-    clock.advance(1.0)
+    clock.advance(0.25)
     await run_ready()
     (probe,) = [task.result() for task in tasks if task.done()]
     with structlog.testing.capture_logs() as logs:
@@ -147,7 +156,7 @@ async def test_probe_answer_closes_it_and_releases_everyone(answer: Outcome) -> 
     assert breaker.opened_at is None
     assert clock.pending == 0
     assert logs[0]["event"] == "breaker_closed"
-    assert logs[0]["outage_s"] == pytest.approx(1.0)
+    assert logs[0]["outage_s"] == pytest.approx(0.25)
     # a fresh window: the outage's failures are forgotten, 7 more do not reopen it
     assert await feed(breaker, [OUTAGE] * 7) == [False] * 7
     assert state(breaker) is BreakerState.CLOSED
@@ -170,7 +179,7 @@ async def test_cancelled_probe_passes_the_turn_to_the_next_waiter() -> None:
     first, second, third = admitters(breaker, 3)
     await run_ready()
     second.cancel()  # a waiter that leaves is simply removed
-    clock.advance(1.0)  # the probe goes to `first`, whose task has not run yet
+    clock.advance(0.25)  # the probe goes to `first`, whose task has not run yet
     first.cancel()
     await run_ready()
     assert first.cancelled()

@@ -410,6 +410,27 @@ async def test_outage_window_then_recovery(session: aiohttp.ClientSession) -> No
     assert recovered == 200
 
 
+async def test_outage_after_a_number_of_requests(session: aiohttp.ClientSession) -> None:
+    config = SimConfig(outage_after_requests=3, outage_for_s=0.4)
+    async with await start_simulator(config) as sim:
+        before = [(await post(session, sim, chat_body(f"x{i}")))[0] for i in range(2)]
+        await asyncio.sleep(0.5)  # time alone starts nothing
+        during = [(await post(session, sim, chat_body(f"y{i}")))[0] for i in range(3)]
+        await asyncio.sleep(0.45)
+        after, _raw, _headers = await post(session, sim, chat_body("z"))
+    assert before == [200, 200]
+    assert during == [503, 503, 503]  # from the 3rd request on, for 0.4 s
+    assert after == 200
+
+
+def test_outage_after_requests_is_checked() -> None:
+    assert config_problems(SimConfig(outage_after_requests=0)) == [
+        "outage_after_requests must be >= 1 or None, got 0"
+    ]
+    both = SimConfig(outage_after_s=1.0, outage_after_requests=5)
+    assert config_problems(both) == ["give outage_after_s or outage_after_requests, not both"]
+
+
 async def test_fixed_latency_delays_the_answer(session: aiohttp.ClientSession) -> None:
     loop = asyncio.get_running_loop()
     async with await start_simulator(SimConfig(latency_ms=50)) as sim:
@@ -438,6 +459,14 @@ def test_fault_bands_and_outage_window() -> None:
     assert plan.draw(0.65) is Fault.NONE
     config = SimConfig(outage_after_s=10.0, outage_for_s=5.0)
     assert [in_outage(t, config) for t in (9.9, 10.0, 14.9, 15.0)] == [False, True, True, False]
+    by_count = SimConfig(outage_after_requests=100, outage_for_s=5.0)
+    assert not in_outage(50.0, by_count, None)  # not begun yet
+    assert [in_outage(t, by_count, 3.0) for t in (2.9, 3.0, 7.9, 8.0)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
 
 
 def test_config_problems_are_all_reported_and_refused() -> None:

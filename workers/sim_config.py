@@ -32,6 +32,9 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     hang_s: float = 300.0
     malformed_rate: float = 0.0  # answered 200 with a body that is not a valid completion
     outage_after_s: float | None = None  # seconds after start when an outage begins
+    # or: the outage begins when this many completion requests have arrived (the last of them
+    # is the first refused), wherever that falls in time; at most one of the two
+    outage_after_requests: int | None = None
     outage_for_s: float = 0.0  # during it every completion request gets 503
     models: tuple[str, ...] = ()  # when non-empty, other models get 404 model_not_found
     seed: int = 0
@@ -66,6 +69,7 @@ def config_problems(config: SimConfig) -> list[str]:
     for name, value in non_negative.items():
         if not (math.isfinite(value) and value >= 0):
             problems.append(f"{name} must be a finite number >= 0, got {value}")
+    problems += _outage_problems(config)
     if config.output_tokens < 1:
         problems.append(f"output_tokens must be >= 1, got {config.output_tokens}")
     for name, limit in (("rpm", config.rpm), ("tpm", config.tpm)):
@@ -77,4 +81,14 @@ def config_problems(config: SimConfig) -> list[str]:
             problems.append(f"{name} must be within [0, 1], got {rate}")
     if sum(rates.values()) > 1.0 + 1e-9:
         problems.append(f"the fault rates {', '.join(_FAULT_RATES)} must sum to at most 1")
+    return problems
+
+
+def _outage_problems(config: SimConfig) -> list[str]:
+    after = config.outage_after_requests
+    if after is None:
+        return []
+    problems = [] if after >= 1 else [f"outage_after_requests must be >= 1 or None, got {after}"]
+    if config.outage_after_s is not None:
+        problems.append("give outage_after_s or outage_after_requests, not both")
     return problems

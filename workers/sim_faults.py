@@ -59,9 +59,11 @@ class FaultPlan:
         return Fault.NONE
 
 
-def in_outage(elapsed_s: float, config: SimConfig) -> bool:
-    """Whether `elapsed_s` after start falls in [outage_after_s, outage_after_s + outage_for_s)."""
-    after_s = config.outage_after_s
+def in_outage(elapsed_s: float, config: SimConfig, began_s: float | None = None) -> bool:
+    """Whether `elapsed_s` after start falls in [began, began + outage_for_s), where the outage
+    began at `outage_after_s`, or (with `outage_after_requests`) at `began_s`, when that many
+    requests had arrived (None: not yet)."""
+    after_s = config.outage_after_s if config.outage_after_requests is None else began_s
     if after_s is None:
         return False
     return after_s <= elapsed_s < after_s + config.outage_for_s

@@ -100,7 +100,10 @@ class Simulator:
         self.counters = SimCounters()
         self.models_body = bodies.model_list(config.models or ("sim-small",))
         self._models = frozenset(config.models)
-        self._outage_set = config.outage_after_s is not None
+        self._outage_set = (
+            config.outage_after_s is not None or config.outage_after_requests is not None
+        )
+        self._outage_began_s: float | None = None  # with outage_after_requests: when it began
         self._plan = FaultPlan(config)
         self._fault_rng = random.Random(config.seed)
         self._latency_rng = random.Random(f"latency-{config.seed}")
@@ -154,6 +157,8 @@ class Simulator:
     async def chat_completions(self, request: web.Request) -> web.Response:
         counters = self.counters
         counters.requests_received += 1
+        if counters.requests_received == self.config.outage_after_requests:
+            self._outage_began_s = self._running_loop().time() - self._started_s
         counters.in_flight += 1
         # Both draws happen on arrival, so a seed fixes the sequence whatever the timing.
         fault = self._plan.draw(self._fault_rng.random()) if self._plan.any_fault else Fault.NONE
@@ -169,7 +174,8 @@ class Simulator:
 
     async def _answer(self, request: web.Request, fault: Fault, latency_s: float) -> web.Response:
         loop = self._running_loop()
-        if self._outage_set and in_outage(loop.time() - self._started_s, self.config):
+        elapsed_s = loop.time() - self._started_s
+        if self._outage_set and in_outage(elapsed_s, self.config, self._outage_began_s):
             raise Rejection(503, bodies.OUTAGE)
         body = await request.read()
         chat = decode_request(body, self._models)

@@ -6,6 +6,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import read_jsonl, request, run_engine, simulator, write_lines
 
 
@@ -72,13 +74,14 @@ def test_permanent_failures_go_to_errors_and_exit_3(tmp_path: Path) -> None:
         assert line["engine"]["attempts"] == 1  # a permanent error is not retried
 
 
-def test_retryable_errors_are_retried_until_done(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["aiohttp", "sdk"])
+def test_retryable_errors_are_retried_until_done(tmp_path: Path, transport: str) -> None:
     requests = write_lines(tmp_path / "in.jsonl", [request(f"r{i}", f"{i}?") for i in range(60)])
     run_dir = tmp_path / "run"
     with simulator("--error-rate", "0.3", "--malformed-rate", "0.1", "--seed", "3") as sim:
         out = run_engine(
             "generate", "--requests", str(requests), "--run-dir", str(run_dir),
-            "--base-url", sim.base_url, "--max-attempts", "30",
+            "--base-url", sim.base_url, "--max-attempts", "30", "--transport", transport,
             "--retry-base-s", "0.01", "--retry-max-s", "0.05",
         )  # fmt: skip
         stats = sim.stats()
@@ -88,6 +91,7 @@ def test_retryable_errors_are_retried_until_done(tmp_path: Path) -> None:
     attempts = sum(r["engine"]["attempts"] for r in results)
     assert attempts == stats["requests_received"] > 60
     assert stats["completions_served"] == 60
+    assert all(r["response"]["request_id"].startswith("req_") for r in results)  # headers read
 
 
 def test_attempts_run_out_and_the_reason_is_kept(tmp_path: Path) -> None:

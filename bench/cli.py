@@ -18,7 +18,6 @@ from pathlib import Path
 from bench import cli_args
 from bench.bare import bare_main
 from bench.estimate import EstimateError, estimate, render_estimate
-from bench.plot import write_png
 from bench.prices import PriceTableError, UnknownModel, load_prices, price_for
 from bench.procs import BenchProcessError, EngineRejected
 from bench.report import (
@@ -92,6 +91,8 @@ def _run_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
     write_json(report, out_dir / "report.json")
     write_markdown(report, out_dir / "report.md")
     if runs:
+        from bench.plot import write_png  # matplotlib: imported only to draw
+
         write_png(report, samples, out_dir / "report.png")
     print(render_markdown(report))
     print(f"report: {out_dir}/report.{{json,md{',png' if runs else ''}}}")

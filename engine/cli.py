@@ -7,29 +7,24 @@ input; 130 stopped by a signal (rerun the same command to resume).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.argtypes import positive_int
-from engine.classify_stage import add_parsers as add_classify_parsers
-from engine.enrich_stage import add_parsers as add_enrich_parsers
-from engine.generate import EXIT_USAGE, GenerateOptions, generate
-from engine.graph import GraphConfig
 from engine.logs import configure_logging
-from engine.persona_run import DEFAULT_PERSONAS_PATH, PersonaRunOptions
-from engine.personas.cli import add_parsers as add_persona_parsers
-from engine.prompts import DEFAULT_PROMPTS_PATH
-from engine.report import export_command, status_command
-from engine.run import RunConfig
+from engine.paths import DEFAULT_PERSONAS_PATH, DEFAULT_PROMPTS_PATH
 from engine.rundir import default_cache_path
-from engine.simproc import watch_parent
-from ratelimits.limiter import LimitConfig, LimitsConfig, ModelLimits
-from workers import loops
-from workers.executor import RetryPolicy
-from workers.sim_config import SimConfig, config_problems
-from workers.simulator import run_forever
+
+if TYPE_CHECKING:
+    from ratelimits.limiter import LimitsConfig
+
+# Each command imports what it needs when it runs, and `main` builds only the parser of the
+# command it is given: `simulate` and `generate` start without numpy, the persona builder or
+# the LLM stages (about half the start-up time of a simulator).
+EXIT_USAGE = 2  # engine.generate's, repeated here so `simulate` need not import it
 
 DEFAULT_RUN_DIR = Path("runs/persona")
 
@@ -146,6 +141,12 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _run_generate(args: argparse.Namespace) -> int:
+    from engine.generate import GenerateOptions, generate
+    from engine.graph import GraphConfig
+    from engine.persona_run import PersonaRunOptions
+    from engine.run import RunConfig
+    from workers.executor import RetryPolicy
+
     run = RunConfig(
         concurrency=args.concurrency,
         timeout_s=args.timeout_s,
@@ -204,6 +205,8 @@ def _model_values(items: list[str], flag: str) -> dict[str, float]:
 
 
 def _limits(args: argparse.Namespace) -> LimitsConfig | None:
+    from ratelimits.limiter import LimitConfig, LimitsConfig, ModelLimits
+
     rpm = _model_values(args.model_rpm, "--model-rpm")
     tpm = _model_values(args.model_tpm, "--model-tpm")
     if args.rpm is None and args.tpm is None and not rpm and not tpm:
@@ -222,7 +225,13 @@ def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--prices", type=Path, help="price table overriding engine/data/prices.json")
-    p.set_defaults(func=lambda a: _run_async(lambda: status_command(a.run_dir, a.json, a.prices)))
+    p.set_defaults(func=_run_status)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from engine.report import status_command
+
+    return _run_async(lambda: status_command(args.run_dir, args.json, args.prices))
 
 
 def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -232,7 +241,13 @@ def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
     p.add_argument("--prices", type=Path, help="price table overriding engine/data/prices.json")
-    p.set_defaults(func=lambda a: _run_async(lambda: export_command(a.run_dir, a.prices)))
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from engine.report import export_command
+
+    return _run_async(lambda: export_command(args.run_dir, args.prices))
 
 
 def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -270,6 +285,10 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    from engine.simproc import watch_parent
+    from workers.sim_config import SimConfig, config_problems
+    from workers.simulator import run_forever
+
     config = SimConfig(
         latency_ms=args.latency_ms,
         latency_dist=args.latency_dist,
@@ -299,31 +318,55 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
 
 def _run_async(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    from workers import loops
+
     return loops.run(main)
 
 
-def build_parser() -> argparse.ArgumentParser:
+_Adder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+_CORE: dict[str, _Adder] = {
+    "generate": _add_generate,
+    "status": _add_status,
+    "export": _add_export,
+    "simulate": _add_simulate,
+}
+#: modules whose `add_parsers` adds the other commands (imported only to build those)
+_MORE = ("engine.personas.cli", "engine.classify_stage", "engine.enrich_stage")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `command` one of the core commands, only that one."""
     parser = argparse.ArgumentParser(
         prog="python -m engine",
         description="Async high-throughput generation engine with a durable SQLite queue.",
     )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning"))
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (
-        _add_generate,
-        _add_status,
-        _add_export,
-        _add_simulate,
-        add_persona_parsers,
-        add_classify_parsers,
-        add_enrich_parsers,
-    ):
+    if command in _CORE:
+        _CORE[command](sub)
+        return parser
+    for add in _CORE.values():
         add(sub)
+    for module in _MORE:
+        add_more: _Adder = importlib.import_module(module).add_parsers
+        add_more(sub)
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command word in `argv` (after the top-level options), if there is one."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--log-level":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command_of(argv)).parse_args(argv)
     configure_logging(args.log_level)
     code: int = args.func(args)
     return code

@@ -19,14 +19,14 @@ import msgspec
 from engine import templates
 from engine.graph import GraphConfig, PersonaGraph
 from engine.inputs import InputError
+from engine.paths import DEFAULT_PERSONAS_PATH, DEFAULT_PROMPTS_PATH
 from engine.prompt_select import paper_split_sizes, split_prompts
-from engine.prompts import DEFAULT_PROMPTS_PATH, PromptFileError, load_prompts
+from engine.prompts import PromptFileError, load_prompts
 from engine.sampling import Pair, SamplingError, draw_pairs
 from engine.sqlite_queue import SQLiteQueue
 from schemas.persona import Persona, persona_decoder
 from schemas.prompt import Prompt
 
-DEFAULT_PERSONAS_PATH = Path(__file__).parent / "data" / "personas.jsonl"
 _SIGNATURE_KEY = "graph.signature"
 _CONFIG_KEY = "graph.config"
 _config_decoder = msgspec.json.Decoder(GraphConfig)

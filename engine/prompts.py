@@ -33,6 +33,7 @@ from typing import Final
 
 import msgspec
 
+from engine.paths import DEFAULT_PROMPTS_PATH
 from engine.prompt_data import QUESTIONS_BY_TOPIC
 from engine.prompt_select import (
     DropReason,
@@ -73,7 +74,6 @@ __all__ = [
     "write_prompts",
 ]
 
-DEFAULT_PROMPTS_PATH: Final = Path(__file__).resolve().parent / "data" / "prompts.jsonl"
 PRISM_TOPIC: Final = "unknown"
 _JOINED_QUESTIONS: Final = re.compile(r"\?\S")  # "...?Next" means a comma went missing
 

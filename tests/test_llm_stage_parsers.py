@@ -31,7 +31,8 @@ from engine.enrichment import (
     sample_themes,
 )
 from engine.llm_stage import UnusableReplyError, encode_requests, reply_text
-from engine.persona_run import DEFAULT_PERSONAS_PATH, load_personas
+from engine.paths import DEFAULT_PERSONAS_PATH
+from engine.persona_run import load_personas
 from schemas.openai import ChatMessage, ChatResponse, Choice
 from schemas.persona import Persona, make_persona
 from schemas.prompt import Prompt

@@ -17,7 +17,8 @@ import msgspec
 from aiohttp import web
 
 from engine.enrichment import ENRICH_SYSTEM, ENRICHED_FIELDS, parse_enrichment_reply
-from engine.persona_run import DEFAULT_PERSONAS_PATH, load_personas
+from engine.paths import DEFAULT_PERSONAS_PATH
+from engine.persona_run import load_personas
 from engine.prompts import load_prompts
 from schemas.persona import Persona, make_persona, persona_decoder, render_text
 from tests.helpers import ROOT, engine_cmd, engine_env, read_jsonl, run_engine, simulator

@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from engine.paths import DEFAULT_PROMPTS_PATH
 from engine.prompt_data import QUESTIONS_BY_TOPIC, Topic
 from engine.prompt_select import (
     DropReason,
@@ -26,7 +27,6 @@ from engine.prompt_select import (
     split_prompts,
 )
 from engine.prompts import (
-    DEFAULT_PROMPTS_PATH,
     PRISM_TOPIC,
     DuplicateIdError,
     DuplicateTextError,

@@ -25,7 +25,7 @@ from engine.crashpoints import CrashPoints
 from engine.output import OutputFiles, row_of
 from engine.queue import WorkQueue
 from schemas.job import ClaimedJob, Done, Failed, Outcome, Released, Retry
-from workers.dispatch import Dispatcher
+from workers.dispatch import Dispatcher, DispatchStoppedError
 from workers.executor import RetryPolicy, from_cache
 
 log = structlog.get_logger()
@@ -100,8 +100,10 @@ class Coordinator:
         return self._stop.is_set()
 
     def request_stop(self) -> None:
-        """Stop claiming; in-flight calls get the grace period."""
+        """Stop claiming; in-flight calls get the grace period, jobs waiting at the breaker or
+        the limiter (nothing sent) go back to the queue at once."""
         self._stop.set()
+        self.dispatcher.stop_waiting()
 
     async def run(self) -> RunStats:
         async with asyncio.TaskGroup() as group:
@@ -169,7 +171,9 @@ class Coordinator:
                 continue
             self.stats.in_flight += 1
             try:
-                outcome = await self.dispatcher.dispatch(job)
+                outcome: Outcome = await self.dispatcher.dispatch(job)
+            except DispatchStoppedError:
+                outcome = Released(job.seq)
             except asyncio.CancelledError:
                 self._outcomes.put_nowait(Released(job.seq))
                 raise

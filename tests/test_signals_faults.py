@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tests.helpers import (
     ROOT,
+    Sim,
     engine_cmd,
     engine_env,
     read_jsonl,
@@ -101,3 +102,41 @@ def test_killed_during_an_outage_resumes_later_with_nothing_lost(tmp_path: Path)
     results = read_jsonl(run_dir / "results.jsonl")
     assert len({r["custom_id"] for r in results}) == len(results) == 3000
     assert not (run_dir / "errors.jsonl").read_text()  # nothing dead-lettered
+
+
+def _wait_for_503s(sim: Sim, n: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if sim.stats()["by_status"].get("503", 0) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the simulator did not answer {n} x 503")
+
+
+def test_ctrl_c_during_an_outage_stops_at_once_and_spends_nothing(tmp_path: Path) -> None:
+    requests = write_lines(tmp_path / "in.jsonl", _lines(400))
+    run_dir = tmp_path / "run"
+    common = ("generate", "--requests", str(requests), "--run-dir", str(run_dir),
+              "--concurrency", "64", "--grace-s", "60", "--max-attempts", "2")  # fmt: skip
+    with simulator("--latency-ms", "20", "--outage-after-s", "0.5", "--outage-for-s", "120") as sim:
+        process = _start(*common, "--base-url", sim.base_url)
+        _wait_for_503s(sim, 20)  # the breaker has opened: workers wait at it, nothing in flight
+        time.sleep(0.5)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _stdout, stderr = process.communicate(timeout=60)
+        stopped_after_s = time.monotonic() - signalled
+    assert process.returncode == 130, stderr
+    # nothing was in flight, so nothing waited out the 60 s grace (nor the 120 s outage)
+    assert stopped_after_s < 8, stderr
+    assert not (run_dir / "errors.jsonl").read_text()  # no attempt spent, nothing failed
+    status = run_engine("status", "--run-dir", str(run_dir), "--json")
+    assert '"running":0' in status.stdout
+    before = len(read_jsonl(run_dir / "results.jsonl"))
+    assert before < 400
+    with simulator("--latency-ms", "20") as healthy:  # the API is back (a fresh simulator)
+        resumed = run_engine(*common, "--base-url", healthy.base_url)
+        assert resumed.returncode == 0, resumed.stderr
+        assert healthy.stats()["completions_served"] == 400 - before
+    results = read_jsonl(run_dir / "results.jsonl")
+    assert len({r["custom_id"] for r in results}) == len(results) == 400

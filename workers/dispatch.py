@@ -7,6 +7,11 @@ dispatch(job):
     transport.call()                 → CallResult, or a ProviderError by class
     settle + adapt                   → real usage back to the limiter, headers, 429s
     → Done | Retry | Failed          (an outage failure spends no attempt)
+
+`stop_waiting()` (on Ctrl-C) ends every wait at the breaker or the limiter at once with
+`DispatchStopped`: those jobs have sent nothing and go straight back to the queue, so a stop
+during an outage or a long rate-limit pause does not sit out the grace period meant for calls
+in flight.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import random
 import time
 from collections.abc import Callable
 
-from ratelimits.breaker import CircuitBreaker
+from ratelimits.breaker import CircuitBreaker, Permit
 from ratelimits.breaker import Outcome as CallOutcome
 from ratelimits.limiter import LimiterRegistry, RateLimiter, Reservation
 from schemas.job import ClaimedJob, Done, Failed, Retry
@@ -26,6 +31,10 @@ from workers.executor import RetryPolicy, decide, done, error_info
 
 #: Checks a completion's content for its stage; raises InvalidOutput (retryable) if wrong.
 Validator = Callable[[ClaimedJob, CallResult], None]
+
+
+class DispatchStoppedError(Exception):
+    """The run is stopping and this job never left the breaker or limiter: release it."""
 
 
 class Dispatcher:
@@ -50,6 +59,8 @@ class Dispatcher:
         # writer has committed it (`forget`), so that nothing identical is paid in between
         self._inflight: dict[str, asyncio.Future[CallResult | None]] = {}
         self.outage_failures = 0
+        self._gated: set[asyncio.Task[object]] = set()  # tasks waiting at the breaker/limiter
+        self._stopping = False
 
     async def close(self) -> None:
         await self._transport.close()
@@ -82,6 +93,15 @@ class Dispatcher:
         self._settle_leader(job.fingerprint, result)
         return done(job, result, started, time.time())
 
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop_waiting(self) -> None:
+        """End every wait at the gates (and refuse new ones) with DispatchStoppedError."""
+        self._stopping = True
+        for task in self._gated:
+            task.cancel()
+
     def forget(self, fingerprint: str) -> None:
         """No claimed job has this fingerprint any more and its result is committed: later
         identical requests are served by the cache at claim time."""
@@ -103,14 +123,32 @@ class Dispatcher:
             return Retry(job.seq, error_info(error), now, started, spend_attempt=False)
         return decide(job, error, started, now, self._policy, self._rng)
 
-    async def _call(self, job: ClaimedJob) -> CallResult:
-        permit = await self._breaker.admit()
-        limiter = self._limits.get(job.model) if self._limits is not None else None
+    async def _pass_gates(self, job: ClaimedJob) -> tuple[Permit, Reservation | None]:
+        """Breaker, then limiter; DispatchStoppedError if the run stops while waiting."""
+        task = asyncio.current_task()
+        assert task is not None
+        if self.stopping():
+            raise DispatchStoppedError
+        self._gated.add(task)
         try:
-            reservation = await limiter.acquire(job.est_tokens) if limiter else None
-        except BaseException:
-            self._breaker.abandon(permit)
-            raise
+            permit = await self._breaker.admit()
+            limiter = self._limits.get(job.model) if self._limits is not None else None
+            try:
+                reservation = await limiter.acquire(job.est_tokens) if limiter else None
+            except BaseException:
+                self._breaker.abandon(permit)
+                raise
+        except asyncio.CancelledError:
+            if not self.stopping() or task.uncancel() > 0:
+                raise  # cancelled by someone else as well
+            raise DispatchStoppedError from None
+        finally:
+            self._gated.discard(task)
+        return permit, reservation
+
+    async def _call(self, job: ClaimedJob) -> CallResult:
+        permit, reservation = await self._pass_gates(job)
+        limiter = self._limits.get(job.model) if self._limits is not None else None
         try:
             result = await self._transport.call(job.payload, job.stage)
         except ProviderError as error:

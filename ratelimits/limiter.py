@@ -5,20 +5,28 @@ The model
 Each budget is a continuously refilling bucket: it refills at ``limit / 60`` units per second
 up to a *capacity* of ``max(1, limit * burst_s / 60)`` (with ``burst_s = 1.0``: one second's
 worth). A call takes one unit of the request bucket and its estimated token count from the
-token bucket. Over any window of length ``W`` the units granted are therefore at most
-``limit * W / 60 + capacity``: no start-up burst (aiolimiter's bucket holds a whole period, so
-a fresh limiter lets a whole period through at once).
+token bucket; the bounds below count a call's tokens as `settle` finally charges them.
+
+Buckets start empty, so there is no burst at start: from a fresh limiter the units granted over
+any window ``[0, W]`` are at most ``limit * W / 60``. The first call waits for both budgets:
+``1 / rate`` for its request unit (10 ms at 6,000 RPM) and ``estimate / rate`` for its tokens.
+A bucket left idle refills up to its capacity, so later any window of length ``W`` holds at
+most ``limit * W / 60 + capacity``: after an idle spell, at most a capacity's worth (one
+second's) goes at once. (aiolimiter's bucket starts full and holds a whole period, so it lets a
+whole period through at once, at start and after every idle spell.)
 
 Why one second of burst: providers enforce per-minute limits over shorter slices (OpenAI:
 60,000 RPM "may be enforced as 1,000 requests per second"), so a second's worth is what the
 provider accepts at once; a smaller capacity would serialise calls and leave every token
-reservation above capacity; a larger one is the initial burst this module exists to prevent.
-``max(1, ...)``: a request costs one unit, so the request bucket must hold at least one.
+reservation above capacity; a larger one would let more than a second's worth through at once
+after an idle spell. ``max(1, ...)``: a request costs one unit, so the request bucket must hold
+at least one.
 
 Calls dearer than the capacity (a 4,000-token prompt against a 1,000-token bucket) still pass:
-they wait for a full bucket, then take their whole cost, leaving it in debt (negative) until
-the refill repays it. The long-run rate stays exact, which capping the cost would not give; the
-price is that one such call may exceed the window bound by its own excess over the capacity.
+they wait for a full bucket (from a fresh start ``capacity / rate``: ``burst_s``), then take
+their whole cost, leaving it in debt (negative) until the refill repays it. The long-run rate
+stays exact, which capping the cost would not give; the price is that one such call may exceed
+either bound above by its own excess over the capacity.
 
 Waiting
 -------
@@ -131,6 +139,8 @@ def parse_reset(value: str) -> float:
 class _Bucket:
     """One budget: `level` units, refilled at `per_min / 60` per second up to `capacity`.
 
+    The level starts at 0 (no burst at start; see the module docstring).
+
     A provider hint (from `reset` headers) caps the refill rate at `hint_per_s` until
     `hint_until`. Callers refill to `now` before reading or changing the level.
     """
@@ -151,7 +161,7 @@ class _Bucket:
         self.burst_s = burst_s
         self.per_min = per_min
         self.capacity = max(1.0, per_min * burst_s / 60.0)
-        self.level = self.capacity
+        self.level = 0.0
         self.updated_at = now
         self.hint_per_s = math.inf
         self.hint_until = now

@@ -53,6 +53,27 @@ def test_tiny_run_measures_every_variant_side_by_side(tmp_path: Path) -> None:
     assert not (out / "c8-engine" / "run").exists()
 
 
+def test_outage_scenario_times_the_faulty_run_against_a_fault_free_twin(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = _bench(
+        "run", "outage", "--jobs", "300", "--concurrency", "8", "--latency-ms", "5",
+        "--outage-for-s", "1", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr  # 1: a check not met (possible on 300 jobs)
+    report = report_decoder.decode((out / "report.json").read_bytes())
+    clean, faulty = report.runs
+    assert (clean.variant, faulty.variant) == ("engine-fault-free", "engine")
+    for run in report.runs:
+        assert (run.done, run.failed, run.duplicate_paid_calls) == (300, 0, 0)
+    assert clean.by_status.get("503", 0) == clean.retries == 0  # no faults for the twin
+    assert faulty.by_status.get("503", 0) > 0  # 5 % 5xx and the outage
+    assert faulty.retries > 0
+    assert faulty.elapsed_s > 1.0 + clean.elapsed_s / 2  # the outage happened mid-run
+    assert faulty.time_vs_fault_free == round((faulty.elapsed_s - 1.0) / clean.elapsed_s, 4)
+    [check] = [c for c in report.checks if c.target == "time_vs_fault_free <= 1.1"]
+    assert check.measured == faulty.time_vs_fault_free
+
+
 def test_estimate_prints_calls_cost_and_wall_time() -> None:
     done = _bench("estimate", "--model", "gpt-4o", "--personas", "1586",
                   "--prompts-per-persona", "200", "--rpm", "10000")  # fmt: skip

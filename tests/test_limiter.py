@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import Sequence
 
@@ -27,6 +28,22 @@ async def run_ready() -> None:
     """Let the tasks that the last clock step woke run to their next await."""
     for _ in range(3):
         await asyncio.sleep(0)
+
+
+def idle_limiter(config: LimitConfig, idle_s: float) -> tuple[FakeClock, RateLimiter]:
+    """A limiter built at t = -idle_s and left idle until t = 0, when the test begins.
+
+    Buckets start empty and refill while idle: idle_s = 0 is a fresh (empty) limiter.
+    """
+    clock = FakeClock(start=-idle_s)
+    limiter = RateLimiter(config, clock)
+    clock.advance_to(0.0)
+    return clock, limiter
+
+
+def full_limiter(config: LimitConfig) -> tuple[FakeClock, RateLimiter]:
+    """A limiter idle for its burst (one second) is full: the steady state after a quiet spell."""
+    return idle_limiter(config, config.burst_s)
 
 
 def spawn(limiter: RateLimiter, weights: Sequence[int]) -> list[asyncio.Task[Reservation]]:
@@ -84,22 +101,23 @@ async def test_loop_clock_reads_and_schedules_on_the_running_loop() -> None:
 
 async def test_limiter_on_the_loop_clock_waits_for_the_refill() -> None:
     clock = LoopClock()
-    limiter = RateLimiter(LimitConfig(rpm=600.0, burst_s=0.1), clock)  # 10/s, capacity 1
+    started = clock.now()
+    limiter = RateLimiter(LimitConfig(rpm=1200.0, burst_s=0.05), clock)  # 20/s, capacity 1
     reservations = await asyncio.gather(*spawn(limiter, [0, 0, 0]))
-    times = [r.granted_at for r in reservations]
-    assert times[1] - times[0] >= 0.1 - 1e-6
-    assert times[2] - times[0] >= 0.2 - 1e-6
-    assert 1 <= limiter.timers_scheduled <= 2
+    # empty at start: the k-th call goes no sooner than k refills (50 ms each) after the build
+    for k, reservation in enumerate(reservations, start=1):
+        assert reservation.granted_at - started >= 0.05 * k - 1e-6
+    assert 1 <= limiter.timers_scheduled <= 3
     assert not limiter.timer_pending
 
 
 # -- budgets, FIFO, timers -------------------------------------------------------------------
 
 
-async def test_500_mixed_waiters_never_exceed_either_budget_in_any_window() -> None:
-    clock = FakeClock()
+@pytest.mark.parametrize("idle_s", [0.0, 1.0], ids=["fresh", "idle-full"])
+async def test_500_mixed_waiters_never_exceed_either_budget_in_any_window(idle_s: float) -> None:
     rpm, tpm = 600.0, 60_000.0  # 10 requests/s (capacity 10), 1000 tokens/s (capacity 1000)
-    limiter = RateLimiter(LimitConfig(rpm=rpm, tpm=tpm), clock)
+    clock, limiter = idle_limiter(LimitConfig(rpm=rpm, tpm=tpm), idle_s)
     rng = random.Random(5)
     weights = [rng.choice([1, 20, 60, 150, 400, 1500]) for _ in range(500)]
     order: list[int] = []
@@ -122,8 +140,18 @@ async def test_500_mixed_waiters_never_exceed_either_budget_in_any_window() -> N
         assert requests <= rpm * window_s / 60 + 10 + 1e-6
         tokens = max_in_window(times, [float(w) for w in weights], window_s)
         assert tokens <= tpm * window_s / 60 + max(1000, *weights) + 1e-6
+    # windows from the start hold only what the idle spell refilled, plus the rate; a call
+    # dearer than the token capacity may overshoot by its excess (it waits for a full bucket)
+    requests_at_start = min(10.0, rpm / 60 * idle_s)
+    tokens_at_start = min(1000.0, tpm / 60 * idle_s)
+    dear_excess = max(0, max(weights) - 1000)
+    for window_s in (0.0, 0.5, 1.0, 10.0, 60.0):
+        requests = sum(1.0 for t in times if t <= window_s)
+        assert requests <= requests_at_start + rpm * window_s / 60 + 1e-6
+        tokens = sum(float(w) for w, t in zip(weights, times, strict=True) if t <= window_s)
+        assert tokens <= tokens_at_start + tpm * window_s / 60 + dear_excess + 1e-6
     # and it is not slow either: done by the time the binding budget allows (here, tokens)
-    assert times[-1] <= max(sum(weights) / (tpm / 60), len(weights) / (rpm / 60))
+    assert times[-1] <= max(sum(weights) / (tpm / 60), len(weights) / (rpm / 60)) + 1e-6
 
 
 async def _acquire_and_note(
@@ -134,26 +162,66 @@ async def _acquire_and_note(
     return reservation
 
 
-async def test_no_initial_burst_beyond_capacity() -> None:
+_FRESH_TOKEN_WEIGHTS = [random.Random(3).randint(1, 100) for _ in range(60)]
+
+
+@pytest.mark.parametrize(
+    ("config", "weights", "limit_per_min"),
+    [
+        (LimitConfig(rpm=600.0), [0] * 60, 600.0),  # 10 requests/s, capacity 10
+        (LimitConfig(tpm=6000.0), _FRESH_TOKEN_WEIGHTS, 6000.0),  # 100 tokens/s, capacity 100
+    ],
+    ids=["rpm", "tpm"],
+)
+async def test_a_fresh_limiter_starts_empty_no_burst_at_start(
+    config: LimitConfig, weights: list[int], limit_per_min: float
+) -> None:
     clock = FakeClock()
-    limiter = RateLimiter(LimitConfig(rpm=600.0), clock)  # capacity: one second = 10
-    tasks = spawn(limiter, [0] * 100)
+    limiter = RateLimiter(config, clock)
+    tasks = spawn(limiter, weights)
     await run_ready()
-    assert granted(tasks) == 10
-    clock.advance(0.0999)
+    assert granted(tasks) == 0  # nothing at t = 0: the buckets start empty
+    costs = [1.0] * len(weights) if config.rpm is not None else [float(w) for w in weights]
+    rate_per_s = limit_per_min / 60
+    first_s = costs[0] / rate_per_s  # 1/rate for a request, estimate/rate for tokens
+    assert clock.next_deadline() == pytest.approx(first_s, abs=1e-9)
+    clock.advance_to(first_s * 0.999)
     await run_ready()
-    assert granted(tasks) == 10
-    clock.advance_to(0.1)
+    assert granted(tasks) == 0
+    clock.advance_to(first_s)
     await run_ready()
-    assert granted(tasks) == 11
+    assert granted(tasks) == 1
+    assert tasks[0].result().granted_at == pytest.approx(first_s, abs=1e-9)
+    while granted(tasks) < len(tasks):
+        deadline = clock.next_deadline()
+        assert deadline is not None
+        clock.advance_to(deadline)
+        await run_ready()
+    times = [task.result().granted_at for task in tasks]
+    # no burst at all: each call goes when the refill since t = 0 has paid for it and those before
+    assert times == pytest.approx(list(itertools.accumulate(c / rate_per_s for c in costs)))
+    assert times[-1] > 5.0
+    for window_s in (0.0, 0.5, 1.0, 5.0):
+        in_window = sum(c for c, t in zip(costs, times, strict=True) if t <= window_s)
+        assert in_window <= limit_per_min * window_s / 60 + 1e-6
+
+
+async def test_a_dear_call_on_a_fresh_limiter_waits_for_a_full_bucket() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(LimitConfig(tpm=600.0), clock)  # 10 tokens/s, capacity 10
+    (dear,) = spawn(limiter, [100])
+    await run_ready()
+    assert clock.next_deadline() == pytest.approx(1.0)  # capacity / rate, not 100 / rate
     clock.advance_to(1.0)
     await run_ready()
-    assert granted(tasks) == 20
+    assert dear.result().granted_at == pytest.approx(1.0)
+    spawn(limiter, [1])
+    await run_ready()
+    assert clock.next_deadline() == pytest.approx(1.0 + 9.1)  # 90 of debt + 1 token at 10/s
 
 
 async def test_head_waiter_is_woken_exactly_when_it_can_go_by_one_timer() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(LimitConfig(rpm=60.0), clock)  # one per second
+    clock, limiter = full_limiter(LimitConfig(rpm=60.0))  # one per second
     first = await limiter.acquire(0)
     assert first.granted_at == 0.0
     tasks = spawn(limiter, [0, 0, 0])
@@ -177,8 +245,7 @@ async def test_head_waiter_is_woken_exactly_when_it_can_go_by_one_timer() -> Non
 
 
 async def test_big_waiter_at_the_head_holds_back_small_ones() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(LimitConfig(tpm=6000.0), clock)  # 100 tokens/s, capacity 100
+    clock, limiter = full_limiter(LimitConfig(tpm=6000.0))  # 100 tokens/s, capacity 100
     await limiter.acquire(100)
     big, small = spawn(limiter, [300, 1])
     await run_ready()
@@ -199,8 +266,7 @@ async def test_big_waiter_at_the_head_holds_back_small_ones() -> None:
 
 
 async def test_call_dearer_than_capacity_passes_and_leaves_debt() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(LimitConfig(tpm=600.0), clock)  # 10 tokens/s, capacity 10
+    clock, limiter = full_limiter(LimitConfig(tpm=600.0))  # 10 tokens/s, capacity 10
     dear = await limiter.acquire(100)
     assert dear.granted_at == 0.0
     spawn(limiter, [1])
@@ -209,8 +275,7 @@ async def test_call_dearer_than_capacity_passes_and_leaves_debt() -> None:
 
 
 async def test_cancelled_head_is_removed_and_the_next_waiter_goes() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(LimitConfig(tpm=6000.0), clock)
+    clock, limiter = full_limiter(LimitConfig(tpm=6000.0))
     await limiter.acquire(100)
     big, small = spawn(limiter, [300, 10])
     await run_ready()
@@ -224,8 +289,7 @@ async def test_cancelled_head_is_removed_and_the_next_waiter_goes() -> None:
 
 
 async def test_waiter_cancelled_after_its_grant_gives_the_grant_back() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(LimitConfig(rpm=60.0), clock)
+    clock, limiter = full_limiter(LimitConfig(rpm=60.0))
     await limiter.acquire(0)
     second, third = spawn(limiter, [0, 0])
     await run_ready()
@@ -237,8 +301,7 @@ async def test_waiter_cancelled_after_its_grant_gives_the_grant_back() -> None:
 
 
 async def test_settle_returns_unused_tokens_and_charges_excess() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(LimitConfig(tpm=6000.0), clock)  # 100 tokens/s, capacity 100
+    clock, limiter = full_limiter(LimitConfig(tpm=6000.0))  # 100 tokens/s, capacity 100
     reservation = await limiter.acquire(100)
     (waiting,) = spawn(limiter, [100])
     await run_ready()
@@ -258,8 +321,7 @@ async def test_settle_returns_unused_tokens_and_charges_excess() -> None:
 
 
 async def test_observe_headers_lowers_budget_but_never_raises_it() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(LimitConfig(rpm=600.0), clock)  # capacity 10
+    _, limiter = full_limiter(LimitConfig(rpm=600.0))  # capacity 10
     limiter.observe_headers(remaining_requests=2)
     tasks = spawn(limiter, [0] * 5)
     await run_ready()

@@ -460,6 +460,9 @@ def _connect(path: Path, cache_path: Path | None) -> sqlite3.Connection:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             db.execute("ATTACH DATABASE ? AS cache", (str(cache_path),))
             db.execute("PRAGMA cache.journal_mode = WAL")
+            # as the queue: no fsync per commit (a PRAGMA applies to one schema, and an attached
+            # database would otherwise sync its WAL on every commit: synchronous = FULL)
+            db.execute("PRAGMA cache.synchronous = NORMAL")
             db.execute(_CACHE_SCHEMA)
     except BaseException:
         db.close()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.helpers import (
     ROOT,
-    Sim,
     engine_cmd,
     engine_env,
     read_jsonl,
@@ -31,13 +31,17 @@ def _start(*args: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def _wait_for_lines(path: Path, n: int, timeout_s: float = 60) -> None:
+def _wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if path.exists() and path.read_bytes().count(b"\n") >= n:
+        if condition():
             return
         time.sleep(0.02)
-    raise AssertionError(f"{path} did not reach {n} lines")
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _wait_for_lines(path: Path, n: int) -> None:
+    _wait_until(lambda: path.exists() and path.read_bytes().count(b"\n") >= n, f"{n} lines")
 
 
 def test_sigint_stops_gracefully_and_the_same_command_resumes(tmp_path: Path) -> None:
@@ -104,15 +108,6 @@ def test_killed_during_an_outage_resumes_later_with_nothing_lost(tmp_path: Path)
     assert not (run_dir / "errors.jsonl").read_text()  # nothing dead-lettered
 
 
-def _wait_for_503s(sim: Sim, n: int, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if sim.stats()["by_status"].get("503", 0) >= n:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the simulator did not answer {n} x 503")
-
-
 def test_ctrl_c_during_an_outage_stops_at_once_and_spends_nothing(tmp_path: Path) -> None:
     requests = write_lines(tmp_path / "in.jsonl", _lines(400))
     run_dir = tmp_path / "run"
@@ -120,7 +115,8 @@ def test_ctrl_c_during_an_outage_stops_at_once_and_spends_nothing(tmp_path: Path
               "--concurrency", "64", "--grace-s", "60", "--max-attempts", "2")  # fmt: skip
     with simulator("--latency-ms", "20", "--outage-after-s", "0.5", "--outage-for-s", "120") as sim:
         process = _start(*common, "--base-url", sim.base_url)
-        _wait_for_503s(sim, 20)  # the breaker has opened: workers wait at it, nothing in flight
+        _wait_until(lambda: sim.stats()["by_status"].get("503", 0) >= 20, "20 x 503")
+        # the breaker has opened: workers wait at it, nothing in flight
         time.sleep(0.5)
         signalled = time.monotonic()
         process.send_signal(signal.SIGINT)

@@ -9,7 +9,7 @@ dispatch(job):
     → Done | Retry | Failed          (an outage failure spends no attempt)
 
 `stop_waiting()` (on Ctrl-C) ends every wait at the breaker or the limiter at once with
-`DispatchStopped`: those jobs have sent nothing and go straight back to the queue, so a stop
+`DispatchStoppedError`: those jobs have sent nothing and go straight back to the queue, so a stop
 during an outage or a long rate-limit pause does not sit out the grace period meant for calls
 in flight.
 """

@@ -96,7 +96,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> tuple[list[RunMetri
         for concurrency in scenario.concurrency:
             for round_ in range(scenario.repeat):
                 batch = [bench.run(variant, concurrency, round_) for variant in scenario.variants]
-                runs += with_fault_free_ratios(with_bare_ratios(batch), scenario.sim.outage_for_s)
+                runs += with_fault_free_ratios(with_bare_ratios(batch), outage_s(scenario))
     finally:
         if not options.keep:
             requests.unlink(missing_ok=True)
@@ -155,6 +155,13 @@ def with_bare_ratios(batch: list[RunMetrics]) -> list[RunMetrics]:
         msgspec.structs.replace(r, rate_vs_bare=_round(ratio(r.rate_per_s, bare.rate_per_s)))
         for r in batch
     ]
+
+
+def outage_s(scenario: Scenario) -> float:
+    """The outage's length, when the scenario starts one (by time or by request count)."""
+    sim = scenario.sim
+    starts = sim.outage_after_s is not None or scenario.outage_at is not None
+    return sim.outage_for_s if starts else 0.0
 
 
 def with_fault_free_ratios(batch: list[RunMetrics], outage_s: float) -> list[RunMetrics]:

@@ -32,6 +32,7 @@ from bench.report import BenchReport, HostInfo, RunMetrics, evaluate, render_mar
 from bench.runner import (
     ScenarioPending,
     check_supported,
+    outage_s,
     with_bare_ratios,
     with_fault_free_ratios,
 )
@@ -271,6 +272,12 @@ def test_a_faulty_run_is_timed_against_the_fault_free_one() -> None:
     assert [c.status for c in evaluate((target,), late)] == ["not met"]
     alone = with_fault_free_ratios([_run("engine", 64, 1.0)], 20.0)
     assert alone[0].time_vs_fault_free is None
+    # only an outage that starts is subtracted
+    assert outage_s(SCENARIOS["outage"]) == 20.0
+    never = apply_overrides(SCENARIOS["custom"], Overrides(sim={"outage_for_s": 5.0}))
+    assert outage_s(never) == 0.0
+    timed = apply_overrides(never, Overrides(sim={"outage_after_s": 1.0}))
+    assert outage_s(timed) == 5.0
 
 
 def test_overrides_replace_only_what_is_given() -> None:

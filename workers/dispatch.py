@@ -98,6 +98,8 @@ class Dispatcher:
 
     def stop_waiting(self) -> None:
         """End every wait at the gates (and refuse new ones) with DispatchStoppedError."""
+        if self._stopping:
+            return  # once: a second cancel would turn DispatchStoppedError into CancelledError
         self._stopping = True
         for task in self._gated:
             task.cancel()

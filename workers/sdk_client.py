@@ -66,7 +66,10 @@ class SdkTransport:
                 response.status_code, response.headers, response.content, latency_ms
             )
         latency_ms = (time.perf_counter() - started) * 1000.0
-        raw = cast(_RawResponse, answer)
+        returned: object = answer
+        if isinstance(returned, bytes):  # an SDK that ignores the raw-response header
+            raise TransportError("the openai SDK returned a parsed body, not the raw response")
+        raw = cast(_RawResponse, returned)
         return parse_response(raw.status_code, raw.headers, raw.content, latency_ms)
 
     async def close(self) -> None:

@@ -32,10 +32,10 @@ from typing import Any
 import msgspec
 
 from bench.bare import BareResult, bare_result_decoder
+from engine.exits import EXIT_FAILED_JOBS, EXIT_OK, EXIT_USAGE
 
 SIM_PREFIX = "simulator listening on "
-EXIT_USAGE = 2
-OK_EXITS = frozenset({0, 3})  # 3: finished, some jobs failed permanently
+OK_EXITS = frozenset({EXIT_OK, EXIT_FAILED_JOBS})
 _ROOT = Path(__file__).resolve().parents[1]
 _FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 

@@ -31,7 +31,7 @@ from engine.controversy import (
     build_classifier_request,
     parse_classifier_response,
 )
-from engine.generate import EXIT_FAILED_JOBS, EXIT_OK, EXIT_USAGE
+from engine.exits import EXIT_FAILED_JOBS, EXIT_OK, EXIT_USAGE
 from engine.llm_stage import (
     StageOptions,
     StageReplies,

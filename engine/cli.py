@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.argtypes import positive_int
+from engine.exits import EXIT_USAGE
 from engine.logs import configure_logging
 from engine.paths import DEFAULT_PERSONAS_PATH, DEFAULT_PROMPTS_PATH
 from engine.rundir import default_cache_path
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 # Each command imports what it needs when it runs, and `main` builds only the parser of the
 # command it is given: `simulate` and `generate` start without numpy, the persona builder or
 # the LLM stages (about half the start-up time of a simulator).
-EXIT_USAGE = 2  # engine.generate's, repeated here so `simulate` need not import it
 
 DEFAULT_RUN_DIR = Path("runs/persona")
 

@@ -37,7 +37,7 @@ from engine.enrichment import (
     parse_check_reply,
     parse_enrichment_reply,
 )
-from engine.generate import EXIT_FAILED_JOBS, EXIT_OK, EXIT_USAGE
+from engine.exits import EXIT_FAILED_JOBS, EXIT_OK, EXIT_USAGE
 from engine.inputs import InputError
 from engine.llm_stage import (
     StageOptions,

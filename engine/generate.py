@@ -19,6 +19,7 @@ import msgspec
 import structlog
 
 from engine.crashpoints import CrashPoints
+from engine.exits import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from engine.graph import PersonaGraph
 from engine.inputs import InputError, read_batch_requests
 from engine.output import OutputFiles
@@ -39,11 +40,6 @@ from workers.client import AiohttpTransport, ChatTransport
 from workers.dispatch import Dispatcher, Validator
 
 log = structlog.get_logger()
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_FAILED_JOBS = 3
-EXIT_INTERRUPTED = 130
 
 
 class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -28,7 +28,8 @@ from typing import Any, Final
 import msgspec
 
 from engine.argtypes import positive_int
-from engine.generate import EXIT_FAILED_JOBS, EXIT_OK, GenerateOptions, generate
+from engine.exits import EXIT_FAILED_JOBS, EXIT_OK
+from engine.generate import GenerateOptions, generate
 from engine.output import ERRORS, RESULTS
 from engine.run import RunConfig
 from engine.rundir import default_cache_path

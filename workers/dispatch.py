@@ -125,7 +125,9 @@ class Dispatcher:
             return Retry(job.seq, error_info(error), now, started, spend_attempt=False)
         return decide(job, error, started, now, self._policy, self._rng)
 
-    async def _pass_gates(self, job: ClaimedJob) -> tuple[Permit, Reservation | None]:
+    async def _pass_gates(
+        self, job: ClaimedJob, limiter: RateLimiter | None
+    ) -> tuple[Permit, Reservation | None]:
         """Breaker, then limiter; DispatchStoppedError if the run stops while waiting."""
         task = asyncio.current_task()
         assert task is not None
@@ -134,7 +136,6 @@ class Dispatcher:
         self._gated.add(task)
         try:
             permit = await self._breaker.admit()
-            limiter = self._limits.get(job.model) if self._limits is not None else None
             try:
                 reservation = await limiter.acquire(job.est_tokens) if limiter else None
             except BaseException:
@@ -149,8 +150,8 @@ class Dispatcher:
         return permit, reservation
 
     async def _call(self, job: ClaimedJob) -> CallResult:
-        permit, reservation = await self._pass_gates(job)
         limiter = self._limits.get(job.model) if self._limits is not None else None
+        permit, reservation = await self._pass_gates(job, limiter)
         try:
             result = await self._transport.call(job.payload, job.stage)
         except ProviderError as error:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from engine.argtypes import positive_int
 from engine.exits import EXIT_USAGE
 from engine.logs import configure_logging
-from engine.paths import DEFAULT_PERSONAS_PATH, DEFAULT_PROMPTS_PATH
+from engine.persona.paths import DEFAULT_PERSONAS_PATH, DEFAULT_PROMPTS_PATH
 from engine.rundir import default_cache_path
 
 if TYPE_CHECKING:
@@ -142,8 +142,8 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _run_generate(args: argparse.Namespace) -> int:
     from engine.generate import GenerateOptions, generate
-    from engine.graph import GraphConfig
-    from engine.persona_run import PersonaRunOptions
+    from engine.persona.graph import GraphConfig
+    from engine.persona.run import PersonaRunOptions
     from engine.run import RunConfig
     from workers.executor import RetryPolicy
 
@@ -286,8 +286,8 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _run_simulate(args: argparse.Namespace) -> int:
     from engine.simproc import watch_parent
-    from workers.sim_config import SimConfig, config_problems
-    from workers.simulator import run_forever
+    from workers.sim.app import run_forever
+    from workers.sim.config import SimConfig, config_problems
 
     config = SimConfig(
         latency_ms=args.latency_ms,
@@ -331,7 +331,11 @@ _CORE: dict[str, _Adder] = {
     "simulate": _add_simulate,
 }
 #: modules whose `add_parsers` adds the other commands (imported only to build those)
-_MORE = ("engine.personas.cli", "engine.classify_stage", "engine.enrich_stage")
+_MORE = (
+    "engine.persona.census.cli",
+    "engine.persona.stages.classify",
+    "engine.persona.stages.enrich",
+)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -20,11 +20,11 @@ import structlog
 
 from engine.crashpoints import CrashPoints
 from engine.exits import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from engine.graph import PersonaGraph
 from engine.inputs import InputError, read_batch_requests
 from engine.output import OutputFiles
-from engine.pairs_export import export_pairs
-from engine.persona_run import PersonaRunOptions, SettingsChanged, prepare_graph
+from engine.persona.export import export_pairs
+from engine.persona.graph import PersonaGraph
+from engine.persona.run import PersonaRunOptions, SettingsChanged, prepare_graph
 from engine.prices import Price, PriceTableError, load_prices
 from engine.progress import ProgressReporter
 from engine.queue import EnqueueConflict

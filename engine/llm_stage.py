@@ -1,9 +1,10 @@
 """An optional LLM stage as an engine job: request file in, one reply (or failure) per id out.
 
-The stages (engine.classify_stage, engine.enrich_stage) build chat-completions bodies, and
-`run_stage` writes them to `RUN_DIR/NAME.requests.jsonl` (OpenAI Batch API input, custom_id =
-the item's id), runs that file through `engine.generate.generate` (queue, retries, rate limits,
-cache and resume come with it), and reads `RUN_DIR/results.jsonl` and `errors.jsonl` back.
+The stages (engine.persona.stages.classify, engine.persona.stages.enrich) build chat-completions
+bodies, and `run_stage` writes them to `RUN_DIR/NAME.requests.jsonl` (OpenAI Batch API input,
+custom_id = the item's id), runs that file through `engine.generate.generate` (queue, retries,
+rate limits, cache and resume come with it), and reads `RUN_DIR/results.jsonl` and
+`errors.jsonl` back.
 
 The request file is rewritten only when its bytes change, so a rerun of the same command finds
 the file already enqueued and the run complete: no call is made again. A run directory keeps

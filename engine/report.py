@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 
 from engine.output import OutputFiles
-from engine.pairs_export import export_pairs
-from engine.persona_run import is_persona_run
+from engine.persona.export import export_pairs
+from engine.persona.run import is_persona_run
 from engine.prices import Price, load_prices
 from engine.rundir import RunDirBusy, lock_run_dir, queue_path
 from engine.sqlite_queue import SQLiteQueue

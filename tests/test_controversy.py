@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from engine.controversy import (
+from engine.persona.stages.controversy import (
     SYSTEM_PROMPT,
     ClassifierConfig,
     UnparseableReplyError,

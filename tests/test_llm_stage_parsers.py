@@ -10,14 +10,17 @@ from typing import Any
 import msgspec
 import pytest
 
-from engine.controversy import (
+from engine.llm_stage import UnusableReplyError, encode_requests, reply_text
+from engine.persona.paths import DEFAULT_PERSONAS_PATH
+from engine.persona.run import load_personas
+from engine.persona.stages.controversy import (
     ClassifierConfig,
     UnparseableReplyError,
     Verdict,
     build_classifier_request,
     parse_classifier_reply,
 )
-from engine.enrichment import (
+from engine.persona.stages.enrichment import (
     ENRICHED_FIELDS,
     THEMES,
     THEMES_PER_FIELD,
@@ -30,13 +33,10 @@ from engine.enrichment import (
     parse_enrichment_reply,
     sample_themes,
 )
-from engine.llm_stage import UnusableReplyError, encode_requests, reply_text
-from engine.paths import DEFAULT_PERSONAS_PATH
-from engine.persona_run import load_personas
 from schemas.openai import ChatMessage, ChatResponse, Choice
 from schemas.persona import Persona, make_persona
 from schemas.prompt import Prompt
-from workers.sim_text import reply_form
+from workers.sim.text import reply_form
 
 FIELDS = ENRICHED_FIELDS
 

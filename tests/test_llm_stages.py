@@ -16,10 +16,10 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from engine.enrichment import ENRICH_SYSTEM, ENRICHED_FIELDS, parse_enrichment_reply
-from engine.paths import DEFAULT_PERSONAS_PATH
-from engine.persona_run import load_personas
-from engine.prompts import load_prompts
+from engine.persona.paths import DEFAULT_PERSONAS_PATH
+from engine.persona.prompts import load_prompts
+from engine.persona.run import load_personas
+from engine.persona.stages.enrichment import ENRICH_SYSTEM, ENRICHED_FIELDS, parse_enrichment_reply
 from schemas.persona import Persona, make_persona, persona_decoder, render_text
 from tests.helpers import ROOT, engine_cmd, engine_env, read_jsonl, run_engine, simulator
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import templates
 from engine.crashpoints import ENV
-from engine.graph import PersonaGraph
-from engine.sampling import SamplingError, draw_pairs, per_persona_counts
+from engine.persona import templates
+from engine.persona.graph import PersonaGraph
+from engine.persona.sampling import SamplingError, draw_pairs, per_persona_counts
 from schemas.job import ClaimedJob
 from tests.helpers import read_jsonl, run_engine, simulator
 from workers.client import CallResult

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.personas.attributes import census_attributes, format_income
-from engine.personas.dictionary import DataDictionary, read_dictionary
-from engine.personas.errors import UnknownCodeError
+from engine.persona.census.attributes import census_attributes, format_income
+from engine.persona.census.dictionary import DataDictionary, read_dictionary
+from engine.persona.census.errors import UnknownCodeError
 from tests import personas_fixture as fx
 
 HOUSEHOLD = {"HHT": "1", "HHL": "2", "FPARC": "3"}

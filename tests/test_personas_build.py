@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.personas.cli import DATA_DIR_ENV, PUMS_URL, add_parsers
-from engine.personas.errors import NationalTableError
-from engine.personas.national import read_profile
+from engine.persona.census.cli import DATA_DIR_ENV, PUMS_URL, add_parsers
+from engine.persona.census.errors import NationalTableError
+from engine.persona.census.national import read_profile
 from schemas.persona import ATTRIBUTE_NAMES, Persona, persona_decoder, render_text
 from tests import personas_fixture as fx
 

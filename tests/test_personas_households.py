@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.personas.dictionary import read_dictionary
-from engine.personas.households import (
+from engine.persona.census.dictionary import read_dictionary
+from engine.persona.census.households import (
     NO_HOUSEHOLD,
     HouseholdCodes,
     Member,
     derive_household_columns,
     household_codes,
 )
-from engine.personas.pums import read_persons
+from engine.persona.census.pums import read_persons
 from tests import personas_fixture as fx
 
 

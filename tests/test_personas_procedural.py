@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from engine.personas.lexicon import MAX_AGE, Flag, Item, Pole, beliefs, pastimes, personality
-from engine.personas.procedural import (
+from engine.persona.census.lexicon import MAX_AGE, Flag, Item, Pole, beliefs, pastimes, personality
+from engine.persona.census.procedural import (
     MINIMUM_AGE,
     PICKS,
     PersonContext,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.personas.dictionary import read_dictionary
-from engine.personas.errors import (
+from engine.persona.census.dictionary import read_dictionary
+from engine.persona.census.errors import (
     InputNotFoundError,
     MalformedRowError,
     MissingColumnError,
@@ -16,7 +16,7 @@ from engine.personas.errors import (
     UnknownCodeError,
     ZipLayoutError,
 )
-from engine.personas.pums import PERSON_COLUMNS, person_zips, read_persons
+from engine.persona.census.pums import PERSON_COLUMNS, person_zips, read_persons
 from tests import personas_fixture as fx
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.personas.errors import RakingInfeasibleError, RakingNotConvergedError
-from engine.personas.raking import Margin, rake, weighted_totals
+from engine.persona.census.errors import RakingInfeasibleError, RakingNotConvergedError
+from engine.persona.census.raking import Margin, rake, weighted_totals
 
 
 def margin(name: str, categories: list[int], targets: list[float]) -> Margin:

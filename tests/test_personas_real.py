@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.personas import margins
-from engine.personas.attributes import census_attributes
-from engine.personas.build import BuildConfig, build, write_jsonl
-from engine.personas.dictionary import read_dictionary
-from engine.personas.households import FAMILY_TYPES, derive_household_columns
-from engine.personas.pums import DICTIONARY_NAME, PERSON_COLUMNS, read_persons
-from engine.personas.report import max_checked_diff_pp
+from engine.persona.census import margins
+from engine.persona.census.attributes import census_attributes
+from engine.persona.census.build import BuildConfig, build, write_jsonl
+from engine.persona.census.dictionary import read_dictionary
+from engine.persona.census.households import FAMILY_TYPES, derive_household_columns
+from engine.persona.census.pums import DICTIONARY_NAME, PERSON_COLUMNS, read_persons
+from engine.persona.census.report import max_checked_diff_pp
 from schemas.persona import ATTRIBUTE_NAMES
 
 DATA = Path(__file__).parents[2] / "shared" / "data"

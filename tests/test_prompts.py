@@ -13,9 +13,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.paths import DEFAULT_PROMPTS_PATH
-from engine.prompt_data import QUESTIONS_BY_TOPIC, Topic
-from engine.prompt_select import (
+from engine.persona.paths import DEFAULT_PROMPTS_PATH
+from engine.persona.prompt_data import QUESTIONS_BY_TOPIC, Topic
+from engine.persona.prompt_select import (
     DropReason,
     DuplicatePromptIdError,
     SplitSizeError,
@@ -26,7 +26,7 @@ from engine.prompt_select import (
     paper_split_sizes,
     split_prompts,
 )
-from engine.prompts import (
+from engine.persona.prompts import (
     PRISM_TOPIC,
     DuplicateIdError,
     DuplicateTextError,
@@ -95,7 +95,7 @@ def test_builder_reproduces_the_shipped_file_byte_for_byte(tmp_path: Path) -> No
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "engine.prompts", *args]
+    command = [sys.executable, "-m", "engine.persona.prompts", *args]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
 
 

@@ -29,12 +29,12 @@ from schemas.openai import (
     chat_response_decoder,
     error_body_decoder,
 )
-from workers.sim_config import InvalidSimConfig, SimConfig, config_problems
-from workers.sim_faults import Fault, FaultPlan, draw_latency_s, in_outage
-from workers.sim_limits import SimRateLimiter, TokenBucket, format_duration
-from workers.sim_stats import SimStats
-from workers.sim_text import VOCAB, ReplyMaker, fingerprint, seed_key
-from workers.simulator import RunningSimulator, create_app, start_simulator
+from workers.sim.app import RunningSimulator, create_app, start_simulator
+from workers.sim.config import InvalidSimConfig, SimConfig, config_problems
+from workers.sim.faults import Fault, FaultPlan, draw_latency_s, in_outage
+from workers.sim.limits import SimRateLimiter, TokenBucket, format_duration
+from workers.sim.stats import SimStats
+from workers.sim.text import VOCAB, ReplyMaker, fingerprint, seed_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LISTENING = re.compile(r"^simulator listening on http://127\.0\.0\.1:(\d+)/v1$")
@@ -488,7 +488,7 @@ def test_config_problems_are_all_reported_and_refused() -> None:
 
 
 async def spawn_simulator(config_expr: str) -> tuple[asyncio.subprocess.Process, str]:
-    code = f"from workers.simulator import SimConfig, run_forever; run_forever({config_expr})"
+    code = f"from workers.sim.app import SimConfig, run_forever; run_forever({config_expr})"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code, cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE
     )

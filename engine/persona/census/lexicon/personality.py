@@ -1,0 +1,141 @@
+"""Big Five levels, defining quirks and mannerisms."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from engine.persona.census.lexicon import Item, Pole, item
+
+TRAITS: Final = ("Openness", "Conscientiousness", "Extraversion", "Agreeableness", "Neuroticism")
+LEVELS: Final = ("Extremely Low", "Low", "Average", "High", "Extremely High")
+#: Each trait is drawn independently. The shares are those of a standard normal score cut at
+#: +-0.5 and +-1.5 SD: 38 % Average (the released PERSONA data has about 38 % Average per
+#: trait), 24.3 % Low / High, 6.7 % Extremely Low / High.
+LEVEL_WEIGHTS: Final = (0.067, 0.243, 0.380, 0.243, 0.067)
+HIGH_LEVELS: Final = frozenset({"High", "Extremely High"})
+LOW_LEVELS: Final = frozenset({"Low", "Extremely Low"})
+
+OPEN, CONSC, EXTRA, AGREE, NEURO = TRAITS
+HIGH, LOW = Pole.HIGH, Pole.LOW
+
+QUIRKS: Final[tuple[Item, ...]] = (
+    item("names every houseplant and talks to them", 10),
+    item("keeps a list of every book they have ever read", 10, affinity=(CONSC, HIGH)),
+    item("arrives ten minutes early, everywhere", 12, affinity=(CONSC, HIGH)),
+    item("straightens crooked picture frames in other people's homes", 8, affinity=(CONSC, HIGH)),
+    item("collects postcards from places they have never been", 10, affinity=(OPEN, HIGH)),
+    item("hums while concentrating without noticing", 5),
+    item("will not let different foods touch on the plate", 3),
+    item("reads the last page of a novel first", 10, affinity=(CONSC, LOW)),
+    item("keeps a daily weather log", 10, affinity=(CONSC, HIGH)),
+    item("carries a small notebook for overheard phrases", 12, affinity=(OPEN, HIGH)),
+    item("always sits facing the door in restaurants", 16, affinity=(NEURO, HIGH)),
+    item("eats dessert first whenever allowed", 4, affinity=(CONSC, LOW)),
+    item("has firm opinions about the right way to load a dishwasher", 14, affinity=(AGREE, LOW)),
+    item("picks up a smooth stone on every trip", 3),
+    item("counts stairs while climbing them", 5),
+    item("gives names to cars and appliances", 8),
+    item("keeps every greeting card ever received", 8),
+    item("wears mismatched socks on purpose", 5, affinity=(OPEN, HIGH)),
+    item("drinks coffee at exactly the same times every day", 16, affinity=(CONSC, HIGH)),
+    item("sends voice memos instead of text messages", 12, 70, affinity=(EXTRA, HIGH)),
+    item("silently corrects the grammar on signs", 12),
+    item("photographs interesting doors", 12, affinity=(OPEN, HIGH)),
+    item("sleeps with the window open in every season", 10),
+    item("remembers the birthday of nearly everyone they have met", 10, affinity=(AGREE, HIGH)),
+    item("rearranges the furniture every few months", 16, affinity=(OPEN, HIGH)),
+    item("keeps snacks in every coat pocket", 6),
+    item("writes letters by hand to friends", 10),
+    item("narrates what the pets are doing out loud", 6, affinity=(EXTRA, HIGH)),
+    item(
+        "keeps the bills in the wallet sorted and facing the same way", 12, affinity=(CONSC, HIGH)
+    ),
+    item("whistles old tunes while working", 10),
+    item("tracks household spending to the cent in a spreadsheet", 18, affinity=(CONSC, HIGH)),
+    item("saves glass jars for a project that never comes", 18),
+    item("tries a new recipe every Sunday", 14, affinity=(OPEN, HIGH)),
+    item("cannot sleep unless the closet door is closed", 4, affinity=(NEURO, HIGH)),
+    item("wears the same lucky cap to every game", 6),
+    item("collects trading cards and knows what each is worth", 6, 70),
+    item("keeps a journal of dreams", 10, affinity=(OPEN, HIGH)),
+    item("uses a paper road map even with a phone at hand", 20),
+    item("buys a fridge magnet in every town visited", 10),
+    item("brings home-baked goods to every gathering", 14, affinity=(AGREE, HIGH)),
+    item("tells the same three jokes at every family dinner", 10, affinity=(EXTRA, HIGH)),
+    item("fixes things with duct tape before thinking of replacing them", 14),
+    item("arranges books by color rather than by author", 10),
+    item("has kept the car radio on the same station for decades", 35),
+    item("knows the local bus timetable by heart", 12),
+    item("asks 'why?' about everything", 3, 12),
+    item("builds forts out of couch cushions at every chance", 3, 12),
+    item("wears a superhero cape to the grocery store", 3, 8),
+    item("lines up toy cars in perfect rows", 3, 10, affinity=(CONSC, HIGH)),
+    item("insists on wearing rain boots on sunny days", 3, 9),
+    item("throws birthday parties for stuffed animals", 3, 9, affinity=(AGREE, HIGH)),
+    item("says goodnight to every toy before bed", 3, 8),
+    item("only eats sandwiches cut into triangles", 3, 12),
+    item("keeps bottle caps sorted by color in egg cartons", 5),
+    item("has an imaginary friend with a detailed life story", 3, 8, affinity=(OPEN, HIGH)),
+    item("labels the back of every family photograph", 40, affinity=(CONSC, HIGH)),
+    item("clips newspaper articles to mail to relatives", 55),
+    item("remembers what things cost decades ago and says so", 50),
+    item("feeds the neighborhood birds at the same hour every morning", 30),
+    item("keeps a handwritten address book instead of phone contacts", 45),
+    item("checks the weather forecast several times a day", 12, affinity=(NEURO, HIGH)),
+    item("can recite whole movie scenes from memory", 10),
+    item("always orders the same dish at a favorite restaurant", 10, affinity=(OPEN, LOW)),
+    item("takes the stairs whenever possible, even to the tenth floor", 10),
+    item("keeps a running tally of birds seen in the backyard", 8),
+    item("winds a mechanical wristwatch every morning", 16),
+    item("double-checks that the stove is off before leaving", 16, affinity=(NEURO, HIGH)),
+    item("makes a to-do list for the weekend, including 'relax'", 14, affinity=(CONSC, HIGH)),
+)
+
+MANNERISMS: Final[tuple[Item, ...]] = (
+    item("talks with their hands", 3, affinity=(EXTRA, HIGH)),
+    item("laughs loudly and easily", 3, affinity=(EXTRA, HIGH)),
+    item("speaks softly and chooses words carefully", 5, affinity=(EXTRA, LOW)),
+    item("pauses for a long moment before answering", 5, affinity=(EXTRA, LOW)),
+    item("taps a pen or a finger while thinking", 5, affinity=(NEURO, HIGH)),
+    item("fidgets with a ring or bracelet when nervous", 12, affinity=(NEURO, HIGH)),
+    item("holds steady eye contact", 5, affinity=(EXTRA, HIGH)),
+    item("looks away when talking about feelings", 5, affinity=(EXTRA, LOW)),
+    item("nods encouragingly while others speak", 5, affinity=(AGREE, HIGH)),
+    item("interrupts when excited about an idea", 3, affinity=(AGREE, LOW)),
+    item("raises an eyebrow when skeptical", 10, affinity=(AGREE, LOW)),
+    item("tilts their head to one side when listening", 3, affinity=(AGREE, HIGH)),
+    item("uses sports metaphors for everything", 10),
+    item("quotes movies in everyday conversation", 10, affinity=(OPEN, HIGH)),
+    item("drifts into tangents and finds the way back", 8, affinity=(OPEN, HIGH)),
+    item("sums up conversations as a list of next steps", 18, affinity=(CONSC, HIGH)),
+    item("checks the time often", 10, affinity=(CONSC, HIGH)),
+    item("rubs their temples when concentrating", 10),
+    item("hums under their breath", 3),
+    item("says 'to be honest' before most opinions", 10),
+    item("ends statements with a questioning lilt", 8),
+    item("speaks quickly when enthusiastic", 3, affinity=(EXTRA, HIGH)),
+    item("keeps hands in pockets while talking", 8, affinity=(EXTRA, LOW)),
+    item("gives long, warm hugs", 3, affinity=(AGREE, HIGH)),
+    item("offers a firm handshake", 14, affinity=(CONSC, HIGH)),
+    item("smiles before speaking", 3, affinity=(AGREE, HIGH)),
+    item("crosses arms when unsure", 6, affinity=(NEURO, HIGH)),
+    item("sighs audibly before starting a task", 6, affinity=(CONSC, LOW)),
+    item("leaves sentences unfinished when distracted", 6, affinity=(CONSC, LOW)),
+    item("counts on fingers while explaining", 4),
+    item("doodles during phone calls", 10, affinity=(OPEN, HIGH)),
+    item("clears their throat before saying something important", 12),
+    item("uses formal language even with friends", 14, affinity=(CONSC, HIGH)),
+    item("peppers speech with regional expressions", 8),
+    item("whistles while walking", 8, affinity=(EXTRA, HIGH)),
+    item("squints when thinking hard", 5),
+    item("repeats the other person's last words to show understanding", 12, affinity=(AGREE, HIGH)),
+    item("cracks a joke to ease tension", 8, affinity=(EXTRA, HIGH)),
+    item("apologizes more than needed", 6, affinity=(NEURO, HIGH)),
+    item("shrugs in reply to questions", 6, affinity=(CONSC, LOW)),
+    item("gestures broadly when telling stories", 5, affinity=(EXTRA, HIGH)),
+    item("bounces a knee while seated", 5, affinity=(NEURO, HIGH)),
+    item("speaks at a calm, measured pace", 10, affinity=(NEURO, LOW)),
+    item("stays unhurried and even-toned under pressure", 14, affinity=(NEURO, LOW)),
+    item("hides behind a parent's leg around strangers", 3, 7, affinity=(EXTRA, LOW)),
+    item("bounces on their toes when excited", 3, 12, affinity=(EXTRA, HIGH)),
+)

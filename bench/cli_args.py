@@ -80,7 +80,9 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser], names: list[str]) -> None:
-    p = sub.add_parser("run", help="run a scenario and write report.{json,md,png}")
+    p = sub.add_parser(
+        "run", allow_abbrev=False, help="run a scenario and write report.{json,md,png}"
+    )
     p.add_argument("scenario", choices=names, help="see `python -m bench list`")
     p.add_argument("--jobs", type=positive_int, help="requests in the synthetic request file")
     p.add_argument("--concurrency", type=_positive_ints, help="N, or a sweep: 16,64,256")
@@ -102,7 +104,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser], names: li
 
 
 def _add_estimate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("estimate", help="calls, tokens, cost and wall time of a real run")
+    p = sub.add_parser(
+        "estimate", allow_abbrev=False, help="calls, tokens, cost and wall time of a real run"
+    )
     p.add_argument("--model", required=True, help="a model of the price table")
     p.add_argument("--personas", type=int, default=1586)
     p.add_argument("--prompts-per-persona", type=int, default=200)
@@ -125,7 +129,9 @@ def _add_estimate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _add_bare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("bare", help="the bare aiohttp baseline client (run by `bench run`)")
+    p = sub.add_parser(
+        "bare", allow_abbrev=False, help="the bare aiohttp baseline client (run by `bench run`)"
+    )
     p.add_argument("--requests", type=Path, required=True, help="Batch API input JSONL")
     p.add_argument("--base-url", required=True)
     p.add_argument("--concurrency", type=positive_int, required=True)
@@ -134,13 +140,14 @@ def _add_bare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def build_parser(scenario_names: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m bench",
         description="Benchmark the engine against the simulator, side by side with baselines.",
     )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning"))
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub, scenario_names)
-    sub.add_parser("list", help="the scenarios and their settings")
+    sub.add_parser("list", allow_abbrev=False, help="the scenarios and their settings")
     _add_estimate(sub)
     _add_bare(sub)
     return parser

@@ -63,7 +63,9 @@ def write_requests(path: Path, n: int, model: str = "sim-small", max_tokens: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.requests", description="write a synthetic Batch API request file"
+        allow_abbrev=False,
+        prog="python -m bench.requests",
+        description="write a synthetic Batch API request file",
     )
     parser.add_argument("--n", type=int, default=2000, help="number of requests")
     parser.add_argument("--out", type=Path, required=True)

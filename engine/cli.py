@@ -13,14 +13,16 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine import pipelines
 from engine.argtypes import positive_int
+from engine.config import add_engine_flags
+from engine.errors import UserError
 from engine.exits import EXIT_USAGE
 from engine.logs import configure_logging
-from engine.persona.paths import DEFAULT_PERSONAS_PATH, DEFAULT_PROMPTS_PATH
-from engine.rundir import default_cache_path
 
 if TYPE_CHECKING:
-    from ratelimits.limiter import LimitsConfig
+    from engine.config import EngineConfig
+    from engine.pipeline import Pipeline
 
 # Each command imports what it needs when it runs, and `main` builds only the parser of the
 # command it is given: `simulate` and `generate` start without numpy, the persona builder or
@@ -32,11 +34,13 @@ DEFAULT_RUN_DIR = Path("runs/persona")
 def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "generate",
+        allow_abbrev=False,
         help="generate the PERSONA preference pairs (default), or run a request file",
         description="Without --requests: the PERSONA pipeline (answer -> critique -> revise) on "
         "the shipped personas and prompts, exported to RUN_DIR/pairs*.jsonl. With --requests: "
         "every request of an OpenAI Batch API input file, to RUN_DIR/results.jsonl.",
     )
+
     p.add_argument("--requests", type=Path, help="OpenAI Batch API input JSONL")
     p.add_argument(
         "--run-dir",
@@ -44,184 +48,43 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=None,
         help="queue and outputs (default: runs/persona, or runs/requests with --requests)",
     )
-    p.add_argument(
-        "--personas",
-        type=positive_int,
-        default=None,
-        help="use the first N personas (default: all)",
-    )
-    p.add_argument(
-        "--prompts-per-persona",
-        type=positive_int,
-        default=200,
-        help="pairs per persona, split 50/25/25 train/test_seen/test_unseen",
-    )
-    p.add_argument("--personas-file", type=Path, default=DEFAULT_PERSONAS_PATH)
-    p.add_argument("--prompts-file", type=Path, default=DEFAULT_PROMPTS_PATH)
-    p.add_argument("--model", default="sim-small", help="model of every stage")
-    p.add_argument("--answer-model", help="model of the answer stage (default: --model)")
-    p.add_argument("--critique-model", help="model of the critique stage (default: --model)")
-    p.add_argument("--revise-model", help="model of the revise stage (default: --model)")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument(
-        "--max-tokens", type=positive_int, default=512, help="completion cap of each stage's calls"
-    )
-    p.add_argument("--prices", type=Path, help="price table overriding engine/data/prices.json")
-    p.add_argument("--concurrency", type=positive_int, default=64, help="calls in flight")
-    p.add_argument(
-        "--base-url",
-        help="OpenAI-compatible API (default: $OPENAI_BASE_URL, else the built-in simulator)",
-    )
-    p.add_argument(
-        "--api-key-env",
-        default="OPENAI_API_KEY",
-        help="environment variable holding the API key (never logged or stored)",
-    )
-    p.add_argument(
-        "--max-attempts", type=positive_int, default=5, help="attempts per job before it fails"
-    )
-    p.add_argument(
-        "--retry-base-s",
-        type=float,
-        default=0.25,
-        help="first retry delay; doubles each attempt (with jitter). Short on purpose: "
-        "outages are the circuit breaker's job and 429s carry Retry-After",
-    )
-    p.add_argument("--retry-max-s", type=float, default=60.0, help="longest retry delay")
-    p.add_argument("--timeout-s", type=float, default=120.0, help="per-request timeout")
-    p.add_argument(
-        "--grace-s",
-        type=float,
-        default=30.0,
-        help="on SIGINT/SIGTERM, how long in-flight calls may finish",
-    )
-    p.add_argument("--transport", choices=("aiohttp", "sdk"), default="aiohttp")
-    p.add_argument("--rpm", type=float, help="requests per minute budget (default: unlimited)")
-    p.add_argument("--tpm", type=float, help="tokens per minute budget (default: unlimited)")
-    p.add_argument(
-        "--model-rpm",
-        action="append",
-        default=[],
-        metavar="MODEL=N",
-        help="per-model requests per minute (repeat for several models)",
-    )
-    p.add_argument(
-        "--model-tpm",
-        action="append",
-        default=[],
-        metavar="MODEL=N",
-        help="per-model tokens per minute (repeat for several models)",
-    )
-    p.add_argument(
-        "--cache",
-        type=Path,
-        default=None,
-        help="response cache shared across runs (default: "
-        "$PERSONA_TESTBED_CACHE or ~/.cache/persona-testbed/cache.sqlite)",
-    )
-    p.add_argument(
-        "--no-cache",
-        action="store_true",
-        help="no deduplication: every request is paid, nothing is cached",
-    )
-    p.add_argument(
-        "--sim-latency-ms",
-        type=float,
-        default=0.0,
-        help="latency of the built-in simulator when it is used",
-    )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="live progress display (default: on a terminal)",
-    )
-    p.add_argument("--seed", type=int, default=0)
+    pipelines.generate_module().add_generate_arguments(p.add_argument_group("PERSONA pipeline"))
+    add_engine_flags(p)
     p.set_defaults(func=_run_generate)
 
 
 def _run_generate(args: argparse.Namespace) -> int:
     from engine.generate import GenerateOptions, generate
-    from engine.persona.graph import GraphConfig
-    from engine.persona.run import PersonaRunOptions
-    from engine.run import RunConfig
-    from workers.executor import RetryPolicy
+    from engine.requests import RequestsPipeline
 
-    run = RunConfig(
-        concurrency=args.concurrency,
-        timeout_s=args.timeout_s,
-        grace_s=args.grace_s,
-        retry=RetryPolicy(
-            max_attempts=args.max_attempts, base_s=args.retry_base_s, max_s=args.retry_max_s
-        ),
-        seed=args.seed,
-    )
-    graph = GraphConfig(
-        answer_model=args.answer_model or args.model,
-        critique_model=args.critique_model or args.model,
-        revise_model=args.revise_model or args.model,
-        temperature=args.temperature,
-        answer_max_tokens=args.max_tokens,
-        critique_max_tokens=args.max_tokens,
-        revise_max_tokens=args.max_tokens,
-    )
-    persona = PersonaRunOptions(
-        personas_path=args.personas_file,
-        prompts_path=args.prompts_file,
-        n_personas=args.personas,
-        prompts_per_persona=args.prompts_per_persona,
-        seed=args.seed,
-        graph=graph,
-    )
+    config = _resolve(args)
+    if config is None:
+        return EXIT_USAGE
+    pipeline: Pipeline
+    if args.requests is not None:
+        pipeline = RequestsPipeline(args.requests)
+    else:
+        pipeline = pipelines.generate_module().from_args(args)
     default_dir = Path("runs/requests" if args.requests else "runs/persona")
-    options = GenerateOptions(
-        run_dir=args.run_dir or default_dir,
-        requests=args.requests,
-        base_url=args.base_url,
-        api_key_env=args.api_key_env,
-        transport=args.transport,
-        simulator_args=("--latency-ms", str(args.sim_latency_ms)),
-        progress=args.progress,
-        run=run,
-        cache_path=None if args.no_cache else (args.cache or default_cache_path()),
-        limits=_limits(args),
-        persona=persona,
-        prices_path=args.prices,
-    )
-    return _run_async(lambda: generate(options))
+    options = GenerateOptions.from_config(config, args.run_dir or default_dir)
+    return _run_async(lambda: generate(options, pipeline))
 
 
-def _model_values(items: list[str], flag: str) -> dict[str, float]:
-    values: dict[str, float] = {}
-    for item in items:
-        model, sep, number = item.rpartition("=")
-        try:
-            values[model] = float(number)
-        except ValueError:
-            sep = ""
-        if not sep or not model:
-            raise SystemExit(f"error: {flag} takes MODEL=N, got {item!r}")
-    return values
+def _resolve(args: argparse.Namespace) -> EngineConfig | None:
+    """The engine configuration of a command (None after printing why it cannot be used)."""
+    from engine.config import resolve
 
-
-def _limits(args: argparse.Namespace) -> LimitsConfig | None:
-    from ratelimits.limiter import LimitConfig, LimitsConfig, ModelLimits
-
-    rpm = _model_values(args.model_rpm, "--model-rpm")
-    tpm = _model_values(args.model_tpm, "--model-tpm")
-    if args.rpm is None and args.tpm is None and not rpm and not tpm:
+    try:
+        return resolve(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return None
-    models = {
-        name: ModelLimits(
-            **{k: v for k, v in (("rpm", rpm.get(name)), ("tpm", tpm.get(name))) if v}
-        )
-        for name in {*rpm, *tpm}
-    }
-    return LimitsConfig(default=LimitConfig(rpm=args.rpm, tpm=args.tpm), models=models)
 
 
 def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("status", help="counts by status and stage, attempts, tokens, elapsed")
+    p = sub.add_parser(
+        "status", allow_abbrev=False, help="counts by status and stage, attempts, tokens, elapsed"
+    )
     p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--prices", type=Path, help="price table overriding engine/data/prices.json")
@@ -237,6 +100,7 @@ def _run_status(args: argparse.Namespace) -> int:
 def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "export",
+        allow_abbrev=False,
         help="rewrite results.jsonl and errors.jsonl (and a PERSONA run's pairs) from the queue",
     )
     p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
@@ -251,7 +115,9 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("simulate", help="serve the OpenAI-compatible simulator on 127.0.0.1")
+    p = sub.add_parser(
+        "simulate", allow_abbrev=False, help="serve the OpenAI-compatible simulator on 127.0.0.1"
+    )
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--latency-ms", type=float, default=0.0)
@@ -342,6 +208,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `command` one of the core commands, only that one."""
     parser = argparse.ArgumentParser(
         prog="python -m engine",
+        allow_abbrev=False,
         description="Async high-throughput generation engine with a durable SQLite queue.",
     )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning"))

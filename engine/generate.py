@@ -18,20 +18,20 @@ from pathlib import Path
 import msgspec
 import structlog
 
+from engine.config import EngineConfig
 from engine.crashpoints import CrashPoints
+from engine.endpoint import cache_scope, chosen_base_url
+from engine.errors import UserError, exit_status_of
 from engine.exits import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from engine.inputs import InputError, read_batch_requests
 from engine.output import OutputFiles
-from engine.persona.export import export_pairs
-from engine.persona.graph import PersonaGraph
-from engine.persona.run import PersonaRunOptions, SettingsChanged, prepare_graph
-from engine.prices import Price, PriceTableError, load_prices
+from engine.pipeline import Pipeline
+from engine.prices import Price, load_prices
 from engine.progress import ProgressReporter
-from engine.queue import EnqueueConflict
+from engine.queue import CacheSpec, WorkQueue
+from engine.queue.backends import open_queue
 from engine.run import Coordinator, RunConfig, RunStats
-from engine.rundir import RunDirBusy, lock_run_dir, queue_path
+from engine.rundir import RunDirBusy, default_cache_path, lock_run_dir
 from engine.simproc import local_simulator
-from engine.sqlite_queue import SQLiteQueue
 from ratelimits.breaker import BreakerConfig, CircuitBreaker
 from ratelimits.clock import LoopClock
 from ratelimits.limiter import LimiterRegistry, LimitsConfig
@@ -44,64 +44,79 @@ log = structlog.get_logger()
 
 class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     run_dir: Path
-    requests: Path | None
-    base_url: str | None
+    base_url: str | None = None  # None: $OPENAI_BASE_URL, else the built-in simulator
     api_key_env: str = "OPENAI_API_KEY"
     transport: str = "aiohttp"
     simulator_args: tuple[str, ...] = ()
     progress: bool | None = None  # None: on a terminal only
     run: RunConfig = RunConfig()
+    breaker: BreakerConfig = BreakerConfig()
     cache_path: Path | None = None  # None: no cache, no deduplication
     limits: LimitsConfig | None = None  # None: no client-side rate limit
-    persona: PersonaRunOptions = PersonaRunOptions()  # used when `requests` is None
     prices_path: Path | None = None
 
+    @classmethod
+    def from_config(cls, config: EngineConfig, run_dir: Path) -> GenerateOptions:
+        """The resolved options of a run of `config` in `run_dir`."""
+        return cls(
+            run_dir=run_dir,
+            base_url=config.base_url,
+            api_key_env=config.api_key_env,
+            transport=config.transport,
+            simulator_args=("--latency-ms", str(config.sim_latency_ms)),
+            progress=config.progress,
+            run=config.run,
+            breaker=config.breaker,
+            cache_path=None if config.no_cache else (config.cache or default_cache_path()),
+            limits=config.limits.limiter_config(),
+            prices_path=config.prices,
+        )
 
-async def generate(options: GenerateOptions) -> int:
+
+async def generate(options: GenerateOptions, pipeline: Pipeline) -> int:
+    """Run `pipeline` in `options.run_dir` to the end (or to a stop); return the exit status."""
     options.run_dir.mkdir(parents=True, exist_ok=True)
     try:
         lock = lock_run_dir(options.run_dir)
     except RunDirBusy as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    base_url = chosen_base_url(options.base_url)
+    cache = None
+    if options.cache_path is not None:
+        cache = CacheSpec(options.cache_path, cache_scope(base_url))
     with lock:
-        queue = await SQLiteQueue.open(queue_path(options.run_dir), options.cache_path)
+        queue = await open_queue(options.run_dir, cache)
         try:
-            return await _generate(queue, options)
+            return await _generate(queue, options, pipeline, base_url)
         finally:
             await queue.close()
 
 
-async def _prepare(queue: SQLiteQueue, options: GenerateOptions) -> PersonaGraph | None:
-    """Enqueue the request file, or the PERSONA graph when there is none."""
-    if options.requests is not None:
-        await enqueue_file(queue, options.requests)
-        return None
-    graph = await prepare_graph(queue, options.persona)
-    queue.set_graph(graph.expand, graph.materialize)
-    return graph
-
-
-async def _generate(queue: SQLiteQueue, options: GenerateOptions) -> int:
+async def _generate(
+    queue: WorkQueue, options: GenerateOptions, pipeline: Pipeline, base_url: str | None
+) -> int:
     try:
         prices = load_prices(options.prices_path)
-        graph = await _prepare(queue, options)
-    except (InputError, SettingsChanged, PriceTableError) as exc:
+        await pipeline.prepare(queue)
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         print("nothing was enqueued", file=sys.stderr)
-        return EXIT_USAGE
-    code = await _execute(queue, options, graph, prices)
-    if graph is not None and code != EXIT_INTERRUPTED:
-        exported = await queue.run_sync(lambda db: export_pairs(db, options.run_dir, prices))
-        print(f"exported {exported} pairs -> {options.run_dir / 'pairs.jsonl'} (+ .dpo, .release)")
+        return exit_status_of(exc)
+    code = await _execute(queue, options, pipeline, prices, base_url)
+    if code != EXIT_INTERRUPTED:
+        said = await pipeline.export(queue, options.run_dir, prices)
+        if said:
+            print(said)
     return code
 
 
 async def _execute(
-    queue: SQLiteQueue,
+    queue: WorkQueue,
     options: GenerateOptions,
-    graph: PersonaGraph | None,
+    pipeline: Pipeline,
     prices: dict[str, Price],
+    base_url: str | None,
 ) -> int:
     orphans = await queue.reset_running()
     if orphans:
@@ -121,10 +136,9 @@ async def _execute(
             )
             return _exit_code(counts.count(Status.FAILED), interrupted=False)
         finished_before = counts.count(Status.DONE) + counts.count(Status.FAILED)
-        async with _endpoint(options) as base_url:
-            validator = graph.validate if graph is not None else None
-            dispatcher = _dispatcher(options, base_url, validator)
-            coordinator = Coordinator(queue, dispatcher, output, options.run, crash=crash)
+        async with _endpoint(options, base_url) as url:
+            dispatcher = _dispatcher(options, url, pipeline.check)
+            coordinator = Coordinator(queue, dispatcher, output, options.run, pipeline, crash=crash)
             try:
                 return await _run(queue, coordinator, options, counts.total, finished_before)
             finally:
@@ -133,32 +147,8 @@ async def _execute(
         output.close()
 
 
-async def enqueue_file(queue: SQLiteQueue, path: Path) -> int:
-    """Enqueue a Batch API request file unless this exact file was enqueued already."""
-    key, signature = _source_signature(path)
-    if await queue.get_meta(key) == signature:
-        return 0
-    try:
-        added = await queue.enqueue(read_batch_requests(path))
-    except EnqueueConflict as exc:
-        raise InputError(path, exc.line, exc.detail) from None
-    await queue.set_meta({key: signature})
-    log.info("queue.enqueued", file=str(path), new_jobs=added)
-    return added
-
-
-def _source_signature(path: Path) -> tuple[str, str]:
-    """(meta key, size and mtime) identifying a request file already enqueued."""
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        raise InputError(path, None, f"cannot read: {exc.strerror}") from None
-    return f"source:{path.resolve()}", f"{stat.st_size}:{stat.st_mtime_ns}"
-
-
 @contextlib.asynccontextmanager
-async def _endpoint(options: GenerateOptions) -> AsyncIterator[str]:
-    base_url = options.base_url or os.environ.get("OPENAI_BASE_URL")
+async def _endpoint(options: GenerateOptions, base_url: str | None) -> AsyncIterator[str]:
     if base_url:
         yield base_url
         return
@@ -167,15 +157,13 @@ async def _endpoint(options: GenerateOptions) -> AsyncIterator[str]:
         yield url
 
 
-def _dispatcher(options: GenerateOptions, base_url: str, validator: Validator | None) -> Dispatcher:
+def _dispatcher(options: GenerateOptions, base_url: str, validator: Validator) -> Dispatcher:
     clock = LoopClock()
     limits = LimiterRegistry(options.limits, clock) if options.limits is not None else None
     return Dispatcher(
         _transport(options, base_url),
         options.run.retry,
-        # probes 0.25 s to 30 s apart, 2.5 % of the outage so far: the API's return is noticed
-        # within 2.5 % of the outage's length, for about 300 cheap requests in an hour-long one
-        CircuitBreaker(BreakerConfig(), clock),
+        CircuitBreaker(options.breaker, clock),
         limits,
         random.Random(options.run.seed),
         coalesce=options.cache_path is not None,
@@ -197,7 +185,7 @@ def _transport(options: GenerateOptions, base_url: str) -> ChatTransport:
 
 
 async def _run(
-    queue: SQLiteQueue,
+    queue: WorkQueue,
     coordinator: Coordinator,
     options: GenerateOptions,
     total: int,

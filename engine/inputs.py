@@ -8,22 +8,13 @@ from pathlib import Path
 
 import msgspec
 
+from engine.errors import InputError
 from schemas.batch import SUPPORTED_URLS, batch_input_decoder
 from schemas.job import NewJob
 from schemas.openai import ChatRequest
 
 _canonical = msgspec.json.Encoder(order="sorted")
 EXPECTED_OUTPUT_TOKENS = 256
-
-
-class InputError(Exception):
-    """Bad input: names the file and, where it applies, the line."""
-
-    def __init__(self, path: Path, line: int | None, message: str) -> None:
-        self.path = path
-        self.line = line
-        where = f"{path}:{line}" if line is not None else str(path)
-        super().__init__(f"{where}: {message}")
 
 
 def canonical_body(body: object) -> bytes:

@@ -28,17 +28,14 @@ from typing import Any, Final
 
 import msgspec
 
-from engine.argtypes import positive_int
+from engine.config import EngineConfig, add_engine_flags, resolve
 from engine.exits import EXIT_FAILED_JOBS, EXIT_OK
 from engine.generate import GenerateOptions, generate
 from engine.output import ERRORS, RESULTS
-from engine.run import RunConfig
-from engine.rundir import default_cache_path
-from ratelimits.limiter import LimitConfig, LimitsConfig
+from engine.requests import RequestsPipeline
 from schemas.batch import BatchInputLine, BatchOutputLine, batch_output_decoder
 from schemas.openai import chat_response_decoder
 from workers import loops
-from workers.executor import RetryPolicy
 
 DEFAULT_MODEL: Final = "sim-small"
 _line_encoder: Final = msgspec.json.Encoder(order="sorted")
@@ -48,17 +45,12 @@ class StageOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How a stage's requests are run (shared by both commands; see `add_stage_arguments`)."""
 
     run_dir: Path
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
     model: str = DEFAULT_MODEL
-    concurrency: int = 64
-    seed: int = 0
-    max_attempts: int = 5
-    timeout_s: float = 120.0
-    rpm: float | None = None
-    tpm: float | None = None
-    cache_path: Path | None = None  # None: no cache, no deduplication
-    progress: bool | None = None
+    engine: EngineConfig = EngineConfig()
+
+    @property
+    def seed(self) -> int:
+        return self.engine.run.seed
 
 
 class StageReplies(msgspec.Struct, frozen=True):
@@ -77,42 +69,15 @@ class UnusableReplyError(ValueError):
 
 
 def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
-    """The engine flags every stage takes (the same names and meanings as `generate`'s)."""
+    """The flags every stage takes: the engine's (as `generate`'s), --run-dir and --model."""
     parser.add_argument("--run-dir", type=Path, required=True, help="queue, requests, outputs")
-    parser.add_argument(
-        "--base-url",
-        help="OpenAI-compatible API (default: $OPENAI_BASE_URL, else the built-in simulator)",
-    )
-    parser.add_argument("--api-key-env", default="OPENAI_API_KEY")
-    parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--concurrency", type=positive_int, default=64, help="calls in flight")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="in every request body; draws enrichment themes"
-    )
-    parser.add_argument("--max-attempts", type=positive_int, default=5)
-    parser.add_argument("--timeout-s", type=float, default=120.0)
-    parser.add_argument("--rpm", type=float, help="requests per minute budget")
-    parser.add_argument("--tpm", type=float, help="tokens per minute budget")
-    parser.add_argument("--cache", type=Path, help="response cache shared across runs")
-    parser.add_argument("--no-cache", action="store_true", help="no deduplication, no cache")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="(default: %(default)s)")
+    add_engine_flags(parser)
 
 
 def stage_options(args: argparse.Namespace) -> StageOptions:
-    return StageOptions(
-        run_dir=args.run_dir,
-        base_url=args.base_url,
-        api_key_env=args.api_key_env,
-        model=args.model,
-        concurrency=args.concurrency,
-        seed=args.seed,
-        max_attempts=args.max_attempts,
-        timeout_s=args.timeout_s,
-        rpm=args.rpm,
-        tpm=args.tpm,
-        cache_path=None if args.no_cache else (args.cache or default_cache_path()),
-        progress=args.progress,
-    )
+    """The stage's options; SettingsError when --config cannot be used."""
+    return StageOptions(run_dir=args.run_dir, model=args.model, engine=resolve(args))
 
 
 def run_async(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
@@ -154,27 +119,6 @@ def reply_text(body: bytes) -> str:
     return choice.message.content
 
 
-def _generate_options(options: StageOptions, run_dir: Path, requests: Path) -> GenerateOptions:
-    limited = options.rpm is not None or options.tpm is not None
-    return GenerateOptions(
-        run_dir=run_dir,
-        requests=requests,
-        base_url=options.base_url,
-        api_key_env=options.api_key_env,
-        progress=options.progress,
-        run=RunConfig(
-            concurrency=options.concurrency,
-            timeout_s=options.timeout_s,
-            retry=RetryPolicy(max_attempts=options.max_attempts),
-            seed=options.seed,
-        ),
-        cache_path=options.cache_path,
-        limits=LimitsConfig(default=LimitConfig(rpm=options.rpm, tpm=options.tpm))
-        if limited
-        else None,
-    )
-
-
 async def run_stage(
     options: StageOptions, run_dir: Path, name: str, bodies: Mapping[str, Mapping[str, Any]]
 ) -> StageReplies | int:
@@ -189,7 +133,9 @@ async def run_stage(
     write_if_changed(requests, encode_requests(bodies))  # creates run_dir too
     print(f"{name}: {len(bodies)} requests -> {requests}")
     sys.stdout.flush()
-    code = await generate(_generate_options(options, run_dir, requests))
+    code = await generate(
+        GenerateOptions.from_config(options.engine, run_dir), RequestsPipeline(requests)
+    )
     if code not in (EXIT_OK, EXIT_FAILED_JOBS):
         return code
     return read_replies(run_dir, bodies.keys())

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import msgspec
 
+from engine.errors import UserError
+
 DEFAULT_PRICES_PATH = Path(__file__).parent / "data" / "prices.json"
 
 
@@ -21,7 +23,7 @@ class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         ) / 1e6
 
 
-class PriceTableError(Exception):
+class PriceTableError(UserError):
     def __init__(self, path: Path, detail: str) -> None:
         super().__init__(f"{path}: {detail}")
         self.path = path

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import msgspec
 
+from engine import pipelines
 from engine.output import OutputFiles
-from engine.persona.export import export_pairs
-from engine.persona.run import is_persona_run
+from engine.pipeline import PIPELINE_KEY
 from engine.prices import Price, load_prices
-from engine.rundir import RunDirBusy, lock_run_dir, queue_path
-from engine.sqlite_queue import SQLiteQueue
+from engine.queue.backends import open_queue, run_exists
+from engine.rundir import QUEUE_FILE, RunDirBusy, lock_run_dir
 from schemas.job import ALL_STATUSES, QueueCounts, Status
 
 
@@ -101,11 +101,10 @@ def render_status(report: StatusReport) -> str:
 
 
 async def status_command(run_dir: Path, as_json: bool, prices_path: Path | None = None) -> int:
-    path = queue_path(run_dir)
-    if not path.exists():
-        print(f"error: no run at {run_dir} (no {path.name})", file=sys.stderr)
+    if not run_exists(run_dir):
+        print(f"error: no run at {run_dir} (no {QUEUE_FILE})", file=sys.stderr)
         return 2
-    queue = await SQLiteQueue.open(path)
+    queue = await open_queue(run_dir)
     try:
         report = status_report(run_dir, await queue.counts(), load_prices(prices_path))
     finally:
@@ -115,9 +114,8 @@ async def status_command(run_dir: Path, as_json: bool, prices_path: Path | None 
 
 
 async def export_command(run_dir: Path, prices_path: Path | None = None) -> int:
-    path = queue_path(run_dir)
-    if not path.exists():
-        print(f"error: no run at {run_dir} (no {path.name})", file=sys.stderr)
+    if not run_exists(run_dir):
+        print(f"error: no run at {run_dir} (no {QUEUE_FILE})", file=sys.stderr)
         return 2
     try:
         lock = lock_run_dir(run_dir)
@@ -125,19 +123,18 @@ async def export_command(run_dir: Path, prices_path: Path | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with lock:
-        queue = await SQLiteQueue.open(path)
-        output = OutputFiles(run_dir, prices=load_prices(prices_path))
+        queue = await open_queue(run_dir)
+        prices = load_prices(prices_path)
+        output = OutputFiles(run_dir, prices=prices)
         try:
             await output.rebuild(queue)
             counts = await queue.counts()
-            pairs = None
-            if await queue.run_sync(is_persona_run):
-                prices = load_prices(prices_path)
-                pairs = await queue.run_sync(lambda db: export_pairs(db, run_dir, prices))
+            pipeline = await pipelines.resume(await queue.get_meta(PIPELINE_KEY), queue)
+            said = await pipeline.export(queue, run_dir, prices)
         finally:
             output.close()
             await queue.close()
     print(f"exported {counts.count(Status.DONE)} results and {counts.count(Status.FAILED)} errors")
-    if pairs is not None:
-        print(f"exported {pairs} pairs -> {run_dir / 'pairs.jsonl'} (+ .dpo, .release)")
+    if said:
+        print(said)
     return 0

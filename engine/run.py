@@ -23,6 +23,7 @@ import structlog
 from engine.crashpoints import NONE as NO_CRASH
 from engine.crashpoints import CrashPoints
 from engine.output import OutputFiles, row_of
+from engine.pipeline import Pipeline
 from engine.queue import WorkQueue
 from schemas.job import ClaimedJob, Done, Failed, Outcome, Released, Retry
 from workers.dispatch import Dispatcher, DispatchStoppedError
@@ -78,9 +79,11 @@ class Coordinator:
         dispatcher: Dispatcher,
         output: OutputFiles,
         config: RunConfig,
+        pipeline: Pipeline,
         clock: Callable[[], float] = time.time,
         crash: CrashPoints = NO_CRASH,
     ) -> None:
+        self._pipeline = pipeline
         self._crash = crash
         self._queue = queue
         self.dispatcher = dispatcher
@@ -129,7 +132,7 @@ class Coordinator:
             jobs = await self._queue.claim(claim_size, self._clock(), self._config.lease_s)
             if jobs:
                 self._crash.reach("after_claim")
-                await self._hand_out(jobs)
+                await self._hand_out(await self._pipeline.build_requests(self._queue, jobs))
                 continue
             next_due = await self._queue.next_due()
             if not self._held and next_due is None:

@@ -2,52 +2,54 @@
 
 A pair is exported when its revise job is done (so its answer and critique are too). The
 files are rewritten whole from the queue (temporary files, then renamed), so an export is
-never half-written and can be repeated at any time.
+never half-written and can be repeated at any time. The pairs are read from the run's `pair`
+records in their order, 2,000 at a time, each batch's three calls a pair with one
+`done_rows` read.
 """
 
 from __future__ import annotations
 
+import collections
 import os
-import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import msgspec
 
 from engine.persona import templates
 from engine.persona.graph import completion_text
+from engine.persona.sampling import Pair
 from engine.prices import Price
+from engine.queue import WorkQueue
+from schemas.job import TerminalRow
 from schemas.pair import CallTokens, DpoRecord, PairRecord, ReleaseRecord
+from schemas.prompt import Prompt
 
 PAIRS = "pairs.jsonl"
 DPO = "pairs.dpo.jsonl"
 RELEASE = "pairs.release.jsonl"
-
-_QUERY = """
-SELECT pr.rowid, pr.persona_id, pe.text, pr.prompt_id, q.text, q.topic, pr.split,
-       a.result, a.model, a.prompt_tokens, a.completion_tokens, a.cached,
-       c.result, c.model, c.prompt_tokens, c.completion_tokens, c.cached,
-       r.result, r.model, r.prompt_tokens, r.completion_tokens, r.cached
-FROM pairs AS pr
-JOIN personas AS pe ON pe.id = pr.persona_id
-JOIN prompts AS q ON q.id = pr.prompt_id
-JOIN jobs AS a ON a.id = 'answer:' || pr.prompt_id
-JOIN jobs AS c ON c.id = 'critique:' || pr.persona_id || ':' || pr.prompt_id
-JOIN jobs AS r ON r.id = 'revise:' || pr.persona_id || ':' || pr.prompt_id
-WHERE r.status = 'done' AND pr.rowid > ?
-ORDER BY pr.rowid LIMIT 2000
-"""
+PAIR_KIND = "pair"
+_CHUNK = 2000
 _encoder = msgspec.json.Encoder()
+_pair_decoder = msgspec.json.Decoder(Pair)
 
 
 def dpo_prompt(persona: str, question: str) -> str:
     return f"You are talking with this person:\n{persona}\n\nTheir question: {question}"
 
 
-def export_pairs(db: sqlite3.Connection, run_dir: Path, prices: dict[str, Price]) -> int:
-    """Write the three files from the queue (runs in the queue's thread); return pairs."""
-    shared = dict(db.execute("SELECT prompt_id, count(*) FROM pairs GROUP BY prompt_id"))
+async def export_pairs(
+    queue: WorkQueue,
+    run_dir: Path,
+    prices: Mapping[str, Price],
+    personas: Mapping[str, str],
+    prompts: Mapping[str, Prompt],
+) -> int:
+    """Write the three files from the queue; return how many pairs they hold."""
+    shared: collections.Counter[str] = collections.Counter()
+    async for _, value in queue.iter_records(PAIR_KIND):
+        shared[_pair_decoder.decode(value).prompt_id] += 1
     names = (PAIRS, DPO, RELEASE)
     tmp = {name: run_dir / f".{name}.tmp" for name in names}
     count = 0
@@ -56,22 +58,44 @@ def export_pairs(db: sqlite3.Connection, run_dir: Path, prices: dict[str, Price]
         tmp[DPO].open("wb") as dpo,
         tmp[RELEASE].open("wb") as release,
     ):
-        for record in _records(db, shared, prices):
-            _write(pairs, record)
-            _write(
-                dpo,
-                DpoRecord(
-                    dpo_prompt(record.persona, record.prompt), record.chosen, record.rejected
-                ),
-            )
-            _write(release, _release_view(record))
-            count += 1
+        async for chunk in _pair_chunks(queue):
+            rows = await queue.done_rows([job for pair in chunk for job in _jobs_of(pair)])
+            for pair in chunk:
+                calls = [row for job in _jobs_of(pair) if (row := rows.get(job)) is not None]
+                if len(calls) < len(_jobs_of(pair)):
+                    continue  # not finished (or a parent failed for good)
+                record = _record(pair, calls, personas, prompts, shared, prices)
+                _write(pairs, record)
+                _write(
+                    dpo,
+                    DpoRecord(
+                        dpo_prompt(record.persona, record.prompt), record.chosen, record.rejected
+                    ),
+                )
+                _write(release, _release_view(record))
+                count += 1
         for handle in (pairs, dpo, release):
             handle.flush()
             os.fsync(handle.fileno())
     for name in names:
         os.replace(tmp[name], run_dir / name)
     return count
+
+
+async def _pair_chunks(queue: WorkQueue) -> AsyncIterator[list[Pair]]:
+    chunk: list[Pair] = []
+    async for _, value in queue.iter_records(PAIR_KIND, _CHUNK):
+        chunk.append(_pair_decoder.decode(value))
+        if len(chunk) >= _CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _jobs_of(pair: Pair) -> tuple[str, str, str]:
+    key = f"{pair.persona_id}:{pair.prompt_id}"
+    return f"answer:{pair.prompt_id}", f"critique:{key}", f"revise:{key}"
 
 
 def _release_view(record: PairRecord) -> ReleaseRecord:
@@ -84,31 +108,33 @@ def _write(handle: BinaryIO, record: msgspec.Struct) -> None:
     handle.write(_encoder.encode(record) + b"\n")
 
 
-def _records(
-    db: sqlite3.Connection, shared: dict[str, int], prices: dict[str, Price]
-) -> Iterator[PairRecord]:
-    last = 0
-    while rows := db.execute(_QUERY, (last,)).fetchall():
-        for row in rows:
-            yield _record(row, shared, prices)
-        last = rows[-1][0]
+def _tokens(row: TerminalRow, shared_by: int = 1) -> CallTokens:
+    return CallTokens(row.model, row.prompt_tokens, row.completion_tokens, row.cached, shared_by)
 
 
-def _record(row: Any, shared: dict[str, int], prices: dict[str, Price]) -> PairRecord:
-    (_, persona_id, persona, prompt_id, prompt, topic, split) = row[:7]
-    answer = CallTokens(row[8], row[9], row[10], bool(row[11]), shared[prompt_id])
-    critique = CallTokens(row[13], row[14], row[15], bool(row[16]))
-    revise = CallTokens(row[18], row[19], row[20], bool(row[21]))
+def _record(
+    pair: Pair,
+    calls: list[TerminalRow],
+    personas: Mapping[str, str],
+    prompts: Mapping[str, Prompt],
+    shared: Mapping[str, int],
+    prices: Mapping[str, Price],
+) -> PairRecord:
+    answer_row, critique_row, revise_row = calls
+    prompt = prompts[pair.prompt_id]
+    answer = _tokens(answer_row, shared[pair.prompt_id])
+    critique = _tokens(critique_row)
+    revise = _tokens(revise_row)
     return PairRecord(
-        persona_id=persona_id,
-        persona=persona,
-        prompt_id=prompt_id,
-        prompt=prompt,
-        topic=topic,
-        split=split,
-        rejected=completion_text(row[7]),
-        critique=templates.parse_critique(completion_text(row[12])),
-        chosen=templates.parse_revision(completion_text(row[17])),
+        persona_id=pair.persona_id,
+        persona=personas[pair.persona_id],
+        prompt_id=pair.prompt_id,
+        prompt=prompt.text,
+        topic=prompt.topic,
+        split=pair.split,
+        rejected=completion_text(answer_row.result or b""),
+        critique=templates.parse_critique(completion_text(critique_row.result or b"")),
+        chosen=templates.parse_revision(completion_text(revise_row.result or b"")),
         answer_call=answer,
         critique_call=critique,
         revise_call=revise,
@@ -116,7 +142,7 @@ def _record(row: Any, shared: dict[str, int], prices: dict[str, Price]) -> PairR
     )
 
 
-def _cost(calls: tuple[CallTokens, ...], prices: dict[str, Price]) -> float | None:
+def _cost(calls: tuple[CallTokens, ...], prices: Mapping[str, Price]) -> float | None:
     """This pair's share of what was paid (cached calls cost nothing)."""
     total = 0.0
     for call in calls:

@@ -4,25 +4,24 @@
     critique:{persona}:{prompt}     waits for answer:{prompt}
     revise:{persona}:{prompt}       waits for critique:{persona}:{prompt}
 
-A waiting job has no payload. In the same transaction that commits a parent's result,
-`PersonaGraph.expand` makes its children runnable; when a child is claimed,
-`PersonaGraph.materialize` builds its request (template + persona + prompt + the parents'
-committed outputs). A crash between stages loses nothing. A child of a parent
-that failed for good stays waiting (its pair is not exported; the parent's error is in
-errors.jsonl).
+A waiting job has no payload. In the same transaction that commits a parent's result, the
+queue makes its children runnable; when a child is claimed, `PersonaGraph.build_requests`
+builds its request (template + persona + prompt + the parents' committed outputs, read through
+the queue). A crash between stages loses nothing. A child of a parent that failed for good
+stays waiting (its pair is not exported; the parent's error is in errors.jsonl).
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator
 
 import msgspec
 
 from engine.inputs import canonical_body, estimate_tokens, fingerprint
 from engine.persona import templates
 from engine.persona.sampling import Pair
-from schemas.job import ClaimedJob, Done, NewJob
+from engine.queue import WorkQueue
+from schemas.job import ClaimedJob, NewJob, TerminalRow
 from schemas.openai import ChatMessage, ChatRequest, chat_response_decoder
 from workers.client import CallResult
 from workers.errors import InvalidOutput
@@ -119,49 +118,51 @@ class PersonaGraph:
             yield NewJob(f"revise:{key}", "", b"", "revise", 0, c.revise_model, 0,
                          parent_id=f"critique:{key}")  # fmt: skip
 
-    # -- in the queue's thread: expansion (inside a commit), materialisation (inside a claim) --
+    # -- children's requests, built when they are claimed ---------------------------------
 
-    def expand(self, db: sqlite3.Connection, done: Sequence[Done]) -> None:
-        """A parent is done: its children become runnable (a flag flip, no payload written)."""
-        parents = [(o.job_id,) for o in done if not o.job_id.startswith("revise:")]
-        if parents:
-            db.executemany(
-                "UPDATE jobs SET status = 'queued' WHERE parent_id = ? AND status = 'waiting'",
-                parents,
-            )
-
-    def materialize(self, db: sqlite3.Connection, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
+    async def build_requests(self, queue: WorkQueue, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
         """Write the request of each claimed child from its parents' committed results.
 
         Requests of children are built when claimed, not stored: they embed the persona and
         the parents' outputs, and storing 634,400 of them would more than double the queue's
         size and its write load. They are deterministic, so a rebuilt request is the same.
+        One read of the queue per claimed batch (the answers, shared by many personas, are
+        kept in memory once read).
         """
-        out = []
-        for job in jobs:
-            if job.payload:
-                out.append(job)
-                continue
-            _, persona_id, prompt_id = job.id.split(":")
-            answer = self._answer_text(db, prompt_id)
-            if job.stage == "critique":
-                payload, fp, est = self.critique_request(persona_id, prompt_id, answer)
-            else:
-                critique = templates.parse_critique(
-                    completion_text(_result(db, f"critique:{persona_id}:{prompt_id}"))
-                )
-                payload, fp, est = self.revise_request(prompt_id, answer, critique)
-            out.append(
-                msgspec.structs.replace(job, payload=payload, fingerprint=fp, est_tokens=est)
-            )
-        return out
+        children = [job for job in jobs if not job.payload]
+        if not children:
+            return jobs
+        parents = await queue.done_rows(sorted(self._parents_to_read(children)))
+        for job_id, row in parents.items():
+            if job_id.startswith("answer:"):
+                self._answers[job_id.removeprefix("answer:")] = completion_text(_result(row))
+        return [job if job.payload else self._child(job, parents) for job in jobs]
 
-    def _answer_text(self, db: sqlite3.Connection, prompt_id: str) -> str:
-        text = self._answers.get(prompt_id)
-        if text is None:
-            text = completion_text(_result(db, f"answer:{prompt_id}"))
-            self._answers[prompt_id] = text
-        return text
+    def _parents_to_read(self, children: list[ClaimedJob]) -> set[str]:
+        wanted: set[str] = set()
+        for job in children:
+            _, persona_id, prompt_id = job.id.split(":")
+            if prompt_id not in self._answers:
+                wanted.add(f"answer:{prompt_id}")
+            if job.stage == "revise":
+                wanted.add(f"critique:{persona_id}:{prompt_id}")
+        return wanted
+
+    def _child(self, job: ClaimedJob, parents: dict[str, TerminalRow]) -> ClaimedJob:
+        _, persona_id, prompt_id = job.id.split(":")
+        answer = self._answers.get(prompt_id)
+        if answer is None:
+            raise LookupError(f"answer:{prompt_id} has no committed result")
+        if job.stage == "critique":
+            payload, fp, est = self.critique_request(persona_id, prompt_id, answer)
+        else:
+            critique_id = f"critique:{persona_id}:{prompt_id}"
+            row = parents.get(critique_id)
+            if row is None:
+                raise LookupError(f"{critique_id} has no committed result")
+            critique = templates.parse_critique(completion_text(_result(row)))
+            payload, fp, est = self.revise_request(prompt_id, answer, critique)
+        return msgspec.structs.replace(job, payload=payload, fingerprint=fp, est_tokens=est)
 
     # -- output checks (the dispatcher's validator) ---------------------------------------
 
@@ -180,11 +181,7 @@ class PersonaGraph:
             raise InvalidOutput(str(exc), status_code=200, body=text[:4000]) from None
 
 
-def _result(db: sqlite3.Connection, job_id: str) -> bytes:
-    row = db.execute(
-        "SELECT result FROM jobs WHERE id = ? AND status = 'done'", (job_id,)
-    ).fetchone()
-    if row is None:
-        raise LookupError(f"{job_id} has no committed result")
-    result: bytes = row[0]
-    return result
+def _result(row: TerminalRow) -> bytes:
+    if row.result is None:
+        raise LookupError(f"{row.id} has no committed result")
+    return row.result

@@ -246,11 +246,13 @@ def build_default_prompts(path: Path = DEFAULT_PROMPTS_PATH) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.persona.prompts")
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m engine.persona.prompts")
     commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="write the default prompt set")
+    build = commands.add_parser("build", allow_abbrev=False, help="write the default prompt set")
     build.add_argument("--out", type=Path, default=DEFAULT_PROMPTS_PATH)
-    check = commands.add_parser("check", help="verify a file matches the default prompt set")
+    check = commands.add_parser(
+        "check", allow_abbrev=False, help="verify a file matches the default prompt set"
+    )
     check.add_argument("--path", type=Path, default=DEFAULT_PROMPTS_PATH)
     args = parser.parse_args(argv)
     if args.command == "build":

@@ -1,7 +1,7 @@
-"""`generate` with no --requests: the PERSONA pipeline on the shipped (or given) inputs.
+"""What a PERSONA run is made of: its options, its inputs, its plan and its signature.
 
     inputs (personas, prompts) → split prompts (train / held-out) → draw pairs per persona
-    → the job graph (engine.persona.graph) enqueued in one transaction, with the inputs it needs
+    → the job graph (engine.persona.graph), enqueued by engine.persona.pipeline
 
 The run directory remembers a signature of everything that decides the requests. The same
 command resumes; different settings on the same run directory are refused (use a new
@@ -11,25 +11,19 @@ command resumes; different settings on the same run directory are refused (use a
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import msgspec
 
-from engine.inputs import InputError
+from engine.errors import InputError, SettingsError
 from engine.persona import templates
-from engine.persona.graph import GraphConfig, PersonaGraph
+from engine.persona.graph import GraphConfig
 from engine.persona.paths import DEFAULT_PERSONAS_PATH, DEFAULT_PROMPTS_PATH
 from engine.persona.prompt_select import paper_split_sizes, split_prompts
 from engine.persona.prompts import PromptFileError, load_prompts
 from engine.persona.sampling import Pair, SamplingError, draw_pairs
-from engine.sqlite_queue import SQLiteQueue
 from schemas.persona import Persona, persona_decoder
 from schemas.prompt import Prompt
-
-_SIGNATURE_KEY = "graph.signature"
-_CONFIG_KEY = "graph.config"
-_config_decoder = msgspec.json.Decoder(GraphConfig)
 
 
 class PersonaRunOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -41,8 +35,8 @@ class PersonaRunOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     graph: GraphConfig = GraphConfig()
 
 
-class SettingsChanged(Exception):
-    pass
+class SettingsChanged(SettingsError):
+    """The run directory was started with other settings."""
 
 
 def load_personas(path: Path) -> list[Persona]:
@@ -116,54 +110,3 @@ def plan(options: PersonaRunOptions) -> tuple[list[Persona], list[Prompt], list[
         raise InputError(options.prompts_path, None, str(exc)) from None
     used = {pair.prompt_id for pair in pairs}
     return personas, [q for q in prompts if q.id in used], pairs
-
-
-async def prepare_graph(queue: SQLiteQueue, options: PersonaRunOptions) -> PersonaGraph:
-    """Enqueue the graph on a fresh run directory, or reload it from the queue on resume."""
-    wanted = signature(options)
-    stored = await queue.get_meta(_SIGNATURE_KEY)
-    if stored is not None:
-        if stored != wanted:
-            raise SettingsChanged(
-                "this run directory was started with other personas, prompts, sizes, seed, "
-                "models or templates: use a new --run-dir (unchanged requests come from the cache)"
-            )
-        return await queue.run_sync(_load_graph)
-    if (await queue.counts()).total:
-        raise SettingsChanged("this run directory holds a --requests run, not a PERSONA run")
-    personas, prompts, pairs = plan(options)
-    graph = PersonaGraph(
-        options.graph, {p.id: p.text for p in personas}, {q.id: q.text for q in prompts}
-    )
-
-    def setup(db: sqlite3.Connection) -> None:
-        db.executemany(
-            "INSERT INTO personas (id, text) VALUES (?, ?)", [(p.id, p.text) for p in personas]
-        )
-        db.executemany(
-            "INSERT INTO prompts (id, topic, text) VALUES (?, ?, ?)",
-            [(q.id, q.topic, q.text) for q in prompts],
-        )
-        db.executemany(
-            "INSERT INTO pairs (persona_id, prompt_id, split) VALUES (?, ?, ?)",
-            [(p.persona_id, p.prompt_id, p.split) for p in pairs],
-        )
-        db.executemany(
-            "INSERT INTO meta (key, value) VALUES (?, ?)",
-            [(_SIGNATURE_KEY, wanted), (_CONFIG_KEY, msgspec.json.encode(options.graph).decode())],
-        )
-
-    await queue.enqueue(graph.jobs(pairs), setup)
-    return graph
-
-
-def _load_graph(db: sqlite3.Connection) -> PersonaGraph:
-    row = db.execute("SELECT value FROM meta WHERE key = ?", (_CONFIG_KEY,)).fetchone()
-    config = _config_decoder.decode(row[0])
-    personas = dict(db.execute("SELECT id, text FROM personas").fetchall())
-    prompts = dict(db.execute("SELECT id, text FROM prompts").fetchall())
-    return PersonaGraph(config, personas, prompts)
-
-
-def is_persona_run(db: sqlite3.Connection) -> bool:
-    return db.execute("SELECT 1 FROM meta WHERE key = ?", (_SIGNATURE_KEY,)).fetchone() is not None

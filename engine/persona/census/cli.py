@@ -59,6 +59,7 @@ MISSING_CENSUS_DIR = (
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "personas",
+        allow_abbrev=False,
         help="build synthetic personas from ACS PUMS person files",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

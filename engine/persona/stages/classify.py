@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import msgspec
 
+from engine.errors import UserError
 from engine.exits import EXIT_FAILED_JOBS, EXIT_OK, EXIT_USAGE
 from engine.llm_stage import (
     StageOptions,
@@ -67,6 +68,7 @@ class ClassifyReport(msgspec.Struct, frozen=True):
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "prompts-classify",
+        allow_abbrev=False,
         help="filter PRISM opening prompts and keep those an LLM judges controversial",
         description="PRISM conversations.jsonl -> rule filters -> LLM controversy classifier "
         "(a generate run in RUN_DIR) -> the controversial prompts in our prompt format.",
@@ -78,7 +80,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _command(args: argparse.Namespace) -> int:
-    options = stage_options(args)
+    try:
+        options = stage_options(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return run_async(lambda: classify_prompts(args.conversations, args.out, options))
 
 

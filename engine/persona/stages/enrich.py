@@ -25,8 +25,8 @@ from typing import Any, Final
 
 import msgspec
 
+from engine.errors import InputError, UserError
 from engine.exits import EXIT_FAILED_JOBS, EXIT_OK, EXIT_USAGE
-from engine.inputs import InputError
 from engine.llm_stage import (
     StageOptions,
     StageReplies,
@@ -84,6 +84,7 @@ class EnrichReport(msgspec.Struct, frozen=True):
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "personas-enrich",
+        allow_abbrev=False,
         help="LLM enrichment of open-ended persona fields, then an LLM plausibility check",
         description="Stage A rewrites the detailed job description, personal time and "
         "lifestyle of each persona (RUN_DIR/enrich); stage B asks whether each enriched persona "
@@ -104,7 +105,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _command(args: argparse.Namespace) -> int:
-    options = stage_options(args)
+    try:
+        options = stage_options(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     check_model: str = args.check_model or options.model
     return run_async(
         lambda: enrich_personas(

@@ -36,7 +36,7 @@ from workers.sim.limits import SimRateLimiter, TokenBucket, format_duration
 from workers.sim.stats import SimStats
 from workers.sim.text import VOCAB, ReplyMaker, fingerprint, seed_key
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LISTENING = re.compile(r"^simulator listening on http://127\.0\.0\.1:(\d+)/v1$")
 WORD = r"[a-z]+"
 

@@ -22,10 +22,10 @@ from engine.persona.census.pums import DICTIONARY_NAME, PERSON_COLUMNS, read_per
 from engine.persona.census.report import max_checked_diff_pp
 from schemas.persona import ATTRIBUTE_NAMES
 
-DATA = Path(__file__).parents[2] / "shared" / "data"
+DATA = Path(__file__).parents[3] / "shared" / "data"
 CENSUS = DATA / "acs_pums_2018"
 NATIONAL = DATA / "acs_2022_national"
-SHIPPED = Path(__file__).parents[1] / "engine" / "data" / "personas.jsonl"
+SHIPPED = Path(__file__).parents[2] / "engine" / "data" / "personas.jsonl"
 
 pytestmark = pytest.mark.skipif(
     not (CENSUS / DICTIONARY_NAME).is_file() or not NATIONAL.is_dir(),

@@ -1,8 +1,18 @@
-"""The storage interface of the work queue.
+"""The storage interface of the work queue, and the rules every backend keeps.
 
-The coordinator talks to this Protocol only; `engine.sqlite_queue.SQLiteQueue` is the one
-backend today. A PostgreSQL backend (`FOR UPDATE SKIP LOCKED`) would be one more file that
-passes the same contract tests (tests/test_queue.py).
+The coordinator, the output files, the reports and the pipelines talk to `WorkQueue` only;
+only the backends (`engine.queue.sqlite`, `engine.queue.memory`) know how jobs are stored. One
+contract test suite (tests/contract/test_queue.py) runs against every backend.
+
+What a backend keeps:
+    jobs      id, stage, model, status, attempts, next run, lease, request, result, error
+    children  a job enqueued with `parent_id` WAITS; the commit that marks its parent DONE
+              makes it QUEUED (in the same transaction)
+    records   a pipeline's own data (personas, prompts, pair index…): (kind, key) → bytes,
+              written with the jobs that need them, read back in insertion order
+    meta      small key → text values (signatures, output sizes), committed with outcomes
+    cache     with a `CacheSpec`: finished responses by (endpoint scope, request fingerprint),
+              shared by every run that names the same cache
 
 Times are wall-clock seconds (time.time()): they are persisted and must mean the same thing
 after a restart.
@@ -11,7 +21,10 @@ after a restart.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol
+
+import msgspec
 
 from schemas.job import CachedResult, ClaimedJob, NewJob, Outcome, QueueCounts, TerminalRow
 
@@ -32,12 +45,34 @@ class SchemaVersionError(Exception):
     """The database was written by a newer version of the engine."""
 
 
+class CacheSpec(msgspec.Struct, frozen=True):
+    """Where the shared response cache lives, and whose answers this run may use.
+
+    `scope` is the endpoint's identity (`engine.endpoint.cache_scope`): an answer stored under
+    one scope is never served under another, so one server's text never stands in for
+    another's.
+    """
+
+    path: Path
+    scope: str
+
+
+#: A pipeline record: (key, value). Keys are unique within a kind.
+Record = tuple[str, bytes]
+
+
 class WorkQueue(Protocol):
-    async def enqueue(self, jobs: Iterable[NewJob]) -> int:
-        """Add jobs in one transaction; return how many were new.
+    async def enqueue(
+        self,
+        jobs: Iterable[NewJob],
+        records: Mapping[str, Iterable[Record]] | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> int:
+        """Add jobs (and the records and meta values given) in one transaction; return how
+        many jobs were new.
 
         Enqueueing the same jobs again adds nothing. Any exception raised while iterating
-        `jobs` (bad input) or an `EnqueueConflict` rolls the whole call back.
+        `jobs` or `records` (bad input) or an `EnqueueConflict` rolls the whole call back.
         """
         ...
 
@@ -47,11 +82,21 @@ class WorkQueue(Protocol):
         ...
 
     async def commit(self, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:
-        """Record outcomes and the given meta values in one transaction."""
+        """Record outcomes and the given meta values in one transaction; a DONE job's
+        waiting children become QUEUED; fresh results go to the cache."""
         ...
 
     async def cached_results(self, fingerprints: Sequence[str]) -> dict[str, CachedResult]:
-        """Completed results for these request fingerprints (empty without a cache)."""
+        """Completed results for these request fingerprints in this run's cache scope
+        (empty without a cache)."""
+        ...
+
+    async def done_rows(self, job_ids: Sequence[str]) -> dict[str, TerminalRow]:
+        """The finished rows of those of `job_ids` that are DONE (the others are absent)."""
+        ...
+
+    def iter_records(self, kind: str, chunk: int = 2000) -> AsyncIterator[Record]:
+        """A pipeline's records of one kind, in the order they were written."""
         ...
 
     async def renew(self, seqs: Sequence[int], lease_until: float) -> None:

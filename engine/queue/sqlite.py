@@ -1,8 +1,14 @@
-"""The SQLite backend of the work queue: one file in WAL mode, owned by one task.
+"""The SQLite backend of the work queue: one file in WAL mode, owned by one thread.
 
 Every state change is one statement (claims: one `UPDATE … RETURNING` over a batch) or one
-transaction over a batch (enqueue, commit of outcomes). The connection runs in aiosqlite's
+transaction over a batch (enqueue, commit of outcomes). The connection lives in one worker
 thread, so each call is one hop off the event loop: callers batch.
+
+Schema versions: 1 kept the PERSONA pipeline's personas, prompts and pairs in tables of their
+own; 2 keeps every pipeline's data in `records` (a version-1 file is migrated on open, in one
+transaction). The response cache's `responses` table is keyed by (endpoint scope, fingerprint);
+the version-1 cache table `entries`, keyed by fingerprint alone, is left in place and never
+read (its answers cannot be told apart by endpoint).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any, Self, TypeVar
 
 import msgspec
 
-from engine.queue import EnqueueConflict, SchemaVersionError
+from engine.queue import CacheSpec, EnqueueConflict, Record, SchemaVersionError
 from schemas.job import (
     CachedResult,
     ClaimedJob,
@@ -35,9 +41,7 @@ from schemas.job import (
     TerminalRow,
 )
 
-SCHEMA_VERSION = 1
-Expander = Callable[[sqlite3.Connection, Sequence[Done]], None]
-Materializer = Callable[[sqlite3.Connection, list[ClaimedJob]], list[ClaimedJob]]
+SCHEMA_VERSION = 2
 _T = TypeVar("_T")
 SHARDS = 64
 _STATUSES = ", ".join(f"'{s.value}'" for s in Status)
@@ -72,15 +76,34 @@ CREATE INDEX jobs_ready ON jobs (status, seq, next_run_at);
 CREATE INDEX jobs_due ON jobs (status, next_run_at);
 CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE personas (id TEXT PRIMARY KEY, text TEXT NOT NULL);
-CREATE TABLE prompts (id TEXT PRIMARY KEY, topic TEXT NOT NULL, text TEXT NOT NULL);
-CREATE TABLE pairs (
-    persona_id TEXT NOT NULL,
-    prompt_id  TEXT NOT NULL,
-    split      TEXT NOT NULL,
-    PRIMARY KEY (persona_id, prompt_id)
-);
 """
+
+_RECORDS = """
+CREATE TABLE records (
+    seq   INTEGER PRIMARY KEY,
+    kind  TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value BLOB NOT NULL,
+    UNIQUE (kind, key)
+)
+"""
+
+# version 1 -> 2: the PERSONA tables become records (JSON values), in their insertion order
+_V1_TO_V2 = (
+    _RECORDS,
+    "INSERT INTO records (kind, key, value) SELECT 'persona', id, "
+    "CAST(json_object('id', id, 'text', text) AS BLOB) FROM personas ORDER BY rowid",
+    "INSERT INTO records (kind, key, value) SELECT 'prompt', id, "
+    "CAST(json_object('id', id, 'topic', topic, 'text', text) AS BLOB) FROM prompts ORDER BY rowid",
+    "INSERT INTO records (kind, key, value) SELECT 'pair', persona_id || ':' || prompt_id, "
+    "CAST(json_object('persona_id', persona_id, 'prompt_id', prompt_id, 'split', split) AS BLOB) "
+    "FROM pairs ORDER BY rowid",
+    "INSERT INTO meta (key, value) SELECT 'run.pipeline', 'persona' "
+    "FROM meta WHERE key = 'graph.signature'",
+    "DROP TABLE personas",
+    "DROP TABLE prompts",
+    "DROP TABLE pairs",
+)
 
 _CLAIM = """
 UPDATE jobs SET status = 'running', lease_until = :lease
@@ -120,25 +143,32 @@ _SET_META = (
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
 
-_TERMINAL = """
-SELECT seq, id, status, attempts, result, error, status_code, request_id,
-       prompt_tokens, completion_tokens, latency_ms, first_started_at, finished_at, cached, model
+_ROW_COLUMNS = """seq, id, status, attempts, result, error, status_code, request_id,
+       prompt_tokens, completion_tokens, latency_ms, first_started_at, finished_at, cached, model"""
+_TERMINAL = f"""
+SELECT {_ROW_COLUMNS}
 FROM jobs WHERE seq > ? AND status IN ('done', 'failed') ORDER BY seq LIMIT ?
 """
 
+_RELEASE_CHILDREN = "UPDATE jobs SET status = 'queued' WHERE parent_id = ? AND status = 'waiting'"
+
 _CACHE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS cache.entries (
-    fingerprint       TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS cache.responses (
+    scope             TEXT NOT NULL,
+    fingerprint       TEXT NOT NULL,
     result            BLOB NOT NULL,
     prompt_tokens     INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
-    created_at        REAL NOT NULL
+    created_at        REAL NOT NULL,
+    PRIMARY KEY (scope, fingerprint)
 )
 """
 _CACHE_PUT = (
-    "INSERT OR IGNORE INTO cache.entries "
-    "(fingerprint, result, prompt_tokens, completion_tokens, created_at) VALUES (?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO cache.responses "
+    "(scope, fingerprint, result, prompt_tokens, completion_tokens, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
 )
+_IN_CHUNK = 5000  # ids per `IN (…)` (SQLite allows 32,766 variables)
 
 _error_encoder = msgspec.json.Encoder()
 
@@ -157,27 +187,26 @@ class SQLiteQueue:
     """
 
     def __init__(
-        self, db: sqlite3.Connection, path: Path, thread: ThreadPoolExecutor, cache: bool
+        self, db: sqlite3.Connection, path: Path, thread: ThreadPoolExecutor, scope: str | None
     ) -> None:
         self._db = db
         self._thread = thread
-        self._cache = cache
-        self._expander: Expander | None = None
-        self._materializer: Materializer | None = None
+        self._scope = scope  # the cache scope; None: no cache
         self.path = path
 
     @classmethod
-    async def open(cls, path: Path, cache_path: Path | None = None) -> Self:
-        """Open (creating if needed) the queue at `path`; with `cache_path`, attach the
-        response cache shared by every run that names the same file."""
+    async def open(cls, path: Path, cache: CacheSpec | None = None) -> Self:
+        """Open (creating or migrating if needed) the queue at `path`; with `cache`, attach
+        the response cache shared by every run that names the same file."""
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-queue")
         loop = asyncio.get_running_loop()
+        cache_path = cache.path if cache is not None else None
         try:
             db = await loop.run_in_executor(thread, _connect, path, cache_path)
         except BaseException:
             thread.shutdown(wait=False)
             raise
-        return cls(db, path, thread, cache_path is not None)
+        return cls(db, path, thread, cache.scope if cache is not None else None)
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
@@ -197,29 +226,29 @@ class SQLiteQueue:
             raise
         self._db.execute("COMMIT")
 
-    def set_graph(self, expander: Expander | None, materializer: Materializer | None) -> None:
-        """Hooks of a job graph, run in the queue's thread: `expander` inside each commit with
-        the DONE outcomes (to make children runnable), `materializer` inside each claim (to
-        build the requests of claimed children)."""
-        self._expander = expander
-        self._materializer = materializer
-
-    async def run_sync(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run `fn(connection)` in the queue's thread (engine-internal reads and writes)."""
-        return await self._call(fn, self._db)
-
     async def enqueue(
-        self, jobs: Iterable[NewJob], setup: Callable[[sqlite3.Connection], None] | None = None
+        self,
+        jobs: Iterable[NewJob],
+        records: Mapping[str, Iterable[Record]] | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> int:
-        return await self._call(self._enqueue, jobs, setup)
+        return await self._call(self._enqueue, jobs, records or {}, dict(meta or {}))
 
     def _enqueue(
-        self, jobs: Iterable[NewJob], setup: Callable[[sqlite3.Connection], None] | None
+        self, jobs: Iterable[NewJob], records: Mapping[str, Iterable[Record]], meta: dict[str, str]
     ) -> int:
         try:
             with self._transaction() as db:
-                if setup is not None:
-                    setup(db)
+                for kind, items in records.items():
+                    iterator = iter(items)
+                    while chunk := list(islice(iterator, 5000)):
+                        db.executemany(
+                            "INSERT INTO records (kind, key, value) VALUES (?, ?, ?) "
+                            "ON CONFLICT (kind, key) DO NOTHING",
+                            [(kind, key, value) for key, value in chunk],
+                        )
+                if meta:
+                    db.executemany(_SET_META, list(meta.items()))
                 added = self._stage_and_insert(jobs)
                 self._check_conflicts()
         finally:
@@ -283,19 +312,16 @@ class SQLiteQueue:
         with self._transaction() as db:
             rows = db.execute(_CLAIM, {"lease": now + lease_s, "now": now, "limit": limit})
             jobs = [ClaimedJob(*r) for r in rows]
-            if self._materializer is not None:
-                jobs = self._materializer(db, jobs)
         jobs.sort(key=lambda j: j.seq)
         return jobs
 
     async def commit(self, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:
-        finished = [o for o in outcomes if isinstance(o, Done)]
-        await self._call(self._commit, _group(outcomes), dict(meta), finished)
+        await self._call(self._commit, _group(outcomes, self._scope), dict(meta))
 
-    def _commit(self, groups: _Groups, meta: dict[str, str], finished: list[Done]) -> None:
-        done, retry, failed, released, fresh = groups
+    def _commit(self, groups: _Groups, meta: dict[str, str]) -> None:
+        done, retry, failed, released, fresh, parents = groups
         with self._transaction() as db:
-            if fresh and self._cache:
+            if fresh:
                 db.executemany(_CACHE_PUT, fresh)
             for sql, rows in ((_DONE, done), (_RETRY, retry), (_FAILED, failed)):
                 if rows:
@@ -304,22 +330,50 @@ class SQLiteQueue:
                 db.executemany(_RELEASED, released)
             if meta:
                 db.executemany(_SET_META, list(meta.items()))
-            if finished and self._expander is not None:
-                self._expander(db, finished)
+            if parents:
+                db.executemany(_RELEASE_CHILDREN, parents)
 
     async def cached_results(self, fingerprints: Sequence[str]) -> dict[str, CachedResult]:
-        if not self._cache or not fingerprints:
+        if self._scope is None or not fingerprints:
             return {}
-        return await self._call(self._cached_results, list(fingerprints))
+        return await self._call(self._cached_results, self._scope, list(fingerprints))
 
-    def _cached_results(self, fingerprints: list[str]) -> dict[str, CachedResult]:
+    def _cached_results(self, scope: str, fingerprints: list[str]) -> dict[str, CachedResult]:
         marks = ", ".join("?" * len(fingerprints))
         rows = self._db.execute(
-            "SELECT fingerprint, result, prompt_tokens, completion_tokens FROM cache.entries "
-            f"WHERE fingerprint IN ({marks})",
-            fingerprints,
+            "SELECT fingerprint, result, prompt_tokens, completion_tokens FROM cache.responses "
+            f"WHERE scope = ? AND fingerprint IN ({marks})",
+            [scope, *fingerprints],
         )
         return {r[0]: CachedResult(r[1], r[2], r[3]) for r in rows}
+
+    async def done_rows(self, job_ids: Sequence[str]) -> dict[str, TerminalRow]:
+        if not job_ids:
+            return {}
+        return await self._call(self._done_rows, list(job_ids))
+
+    def _done_rows(self, job_ids: list[str]) -> dict[str, TerminalRow]:
+        found: dict[str, TerminalRow] = {}
+        for start in range(0, len(job_ids), _IN_CHUNK):
+            chunk = job_ids[start : start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT {_ROW_COLUMNS} FROM jobs WHERE id IN ({marks}) AND status = 'done'"
+            for r in self._db.execute(sql, chunk):
+                found[r[1]] = _terminal_row(r)
+        return found
+
+    async def iter_records(self, kind: str, chunk: int = 2000) -> AsyncIterator[Record]:
+        last = 0
+        while rows := await self._call(self._records_chunk, kind, last, chunk):
+            for _, key, value in rows:
+                yield key, value
+            last = rows[-1][0]
+
+    def _records_chunk(self, kind: str, after: int, limit: int) -> list[tuple[int, str, bytes]]:
+        return self._db.execute(
+            "SELECT seq, key, value FROM records WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (kind, after, limit),
+        ).fetchall()
 
     async def renew(self, seqs: Sequence[int], lease_until: float) -> None:
         if seqs:
@@ -408,26 +462,7 @@ class SQLiteQueue:
             last = rows[-1].seq
 
     def _terminal_chunk(self, after: int, limit: int) -> list[TerminalRow]:
-        return [
-            TerminalRow(
-                seq=r[0],
-                id=r[1],
-                status=Status(r[2]),
-                attempts=r[3],
-                result=r[4],
-                error=r[5],
-                status_code=r[6],
-                request_id=r[7],
-                prompt_tokens=r[8],
-                completion_tokens=r[9],
-                latency_ms=r[10],
-                first_started_at=r[11],
-                finished_at=r[12],
-                cached=bool(r[13]),
-                model=r[14],
-            )
-            for r in self._db.execute(_TERMINAL, (after, limit))
-        ]
+        return [_terminal_row(r) for r in self._db.execute(_TERMINAL, (after, limit))]
 
     async def get_meta(self, key: str) -> str | None:
         value = await self._scalar("SELECT value FROM meta WHERE key = ?", (key,))
@@ -470,6 +505,26 @@ def _connect(path: Path, cache_path: Path | None) -> sqlite3.Connection:
     return db
 
 
+def _terminal_row(r: Sequence[Any]) -> TerminalRow:
+    return TerminalRow(
+        seq=r[0],
+        id=r[1],
+        status=Status(r[2]),
+        attempts=r[3],
+        result=r[4],
+        error=r[5],
+        status_code=r[6],
+        request_id=r[7],
+        prompt_tokens=r[8],
+        completion_tokens=r[9],
+        latency_ms=r[10],
+        first_started_at=r[11],
+        finished_at=r[12],
+        cached=bool(r[13]),
+        model=r[14],
+    )
+
+
 def _migrate(db: sqlite3.Connection, path: Path) -> None:
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION:
@@ -477,38 +532,51 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
             f"{path}: queue schema version {version} is newer than this engine's "
             f"({SCHEMA_VERSION}); upgrade persona-testbed"
         )
+    if version == SCHEMA_VERSION:
+        return
     if version == 0:
-        # Not executescript (it commits on its own): one transaction, so a crash here
-        # leaves version 0 and no tables.
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _SCHEMA_V1.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        statements = [s for s in _SCHEMA_V1.split(";") if s.strip()] + [_RECORDS]
+    else:
+        statements = list(_V1_TO_V2)
+    # Not executescript (it commits on its own): one transaction, so a crash here leaves the
+    # file as it was.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in statements:
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 _Rows = list[tuple[Any, ...]]
-_Groups = tuple[_Rows, _Rows, _Rows, _Rows, _Rows]
+_Groups = tuple[_Rows, _Rows, _Rows, _Rows, _Rows, _Rows]
 
 
-def _group(outcomes: Sequence[Outcome]) -> _Groups:
+def _group(outcomes: Sequence[Outcome], scope: str | None) -> _Groups:
     done: _Rows = []
     retry: _Rows = []
     failed: _Rows = []
     released: _Rows = []
     fresh: _Rows = []  # results to remember in the cache
+    parents: _Rows = []  # done jobs whose waiting children become runnable
     for o in outcomes:
         match o:
             case Done():
                 done.append(_done_row(o))
-                if not o.cached:
+                parents.append((o.job_id,))
+                if not o.cached and scope is not None:
                     fresh.append(
-                        (o.fingerprint, o.body, o.prompt_tokens, o.completion_tokens, o.finished_at)
+                        (
+                            scope,
+                            o.fingerprint,
+                            o.body,
+                            o.prompt_tokens,
+                            o.completion_tokens,
+                            o.finished_at,
+                        )
                     )
             case Retry():
                 error = _error_encoder.encode(o.error)
@@ -527,7 +595,7 @@ def _group(outcomes: Sequence[Outcome]) -> _Groups:
                 failed.append(row)
             case Released():
                 released.append((o.seq,))
-    return done, retry, failed, released, fresh
+    return done, retry, failed, released, fresh, parents
 
 
 def _done_row(o: Done) -> tuple[Any, ...]:

@@ -43,7 +43,7 @@ from engine.persona.prompts import (
 )
 from schemas.prompt import Prompt
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

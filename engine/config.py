@@ -1,0 +1,299 @@
+"""The engine's configuration tree: every default written once, in the Structs.
+
+    EngineConfig                  endpoint, cache, prices, progress, built-in simulator
+    ├── run: RunConfig            concurrency, timeouts, grace, lease, batches, seed
+    │   └── retry: RetryPolicy    attempts and backoff
+    ├── breaker: BreakerConfig    when an outage pauses dispatch, how it is probed
+    └── limits: LimitFlags        the RPM/TPM budgets, overall and per model
+
+`add_engine_flags` builds the argparse flags of every command that runs the engine (`generate`,
+the LLM stages) from `FLAGS`, with each default in `--help` read from the Structs. A
+`--config FILE.toml` decodes into the same tree (unknown keys are an error naming the file);
+flags given on the command line override it. `resolve(args)` returns the tree and writes the
+resolved values back onto `args`.
+
+A TOML file mirrors the tree:
+
+    base_url = "https://api.openai.com/v1"
+    [run]
+    concurrency = 128
+    [run.retry]
+    max_attempts = 8
+    [limits]
+    rpm = 5000
+    [limits.model_rpm]
+    "gpt-4o" = 500
+    [breaker]
+    probe_max_s = 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from engine.argtypes import positive_int
+from engine.errors import SettingsError
+from engine.run import RunConfig
+from ratelimits.breaker import BreakerConfig
+from ratelimits.limiter import LimitConfig, LimitsConfig, ModelLimits
+
+
+class LimitFlags(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Client-side budgets (None: unlimited)."""
+
+    rpm: float | None = None
+    tpm: float | None = None
+    model_rpm: dict[str, float] = msgspec.field(default_factory=dict)
+    model_tpm: dict[str, float] = msgspec.field(default_factory=dict)
+
+    def limiter_config(self) -> LimitsConfig | None:
+        """The limiter's configuration, or None when no budget is set."""
+        if self.rpm is None and self.tpm is None and not self.model_rpm and not self.model_tpm:
+            return None
+        models = {
+            name: ModelLimits(
+                **{
+                    k: v
+                    for k, v in (
+                        ("rpm", self.model_rpm.get(name)),
+                        ("tpm", self.model_tpm.get(name)),
+                    )
+                    if v
+                }
+            )
+            for name in {*self.model_rpm, *self.model_tpm}
+        }
+        return LimitsConfig(default=LimitConfig(rpm=self.rpm, tpm=self.tpm), models=models)
+
+
+class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    base_url: str | None = None  # None: $OPENAI_BASE_URL, else the built-in simulator
+    api_key_env: str = "OPENAI_API_KEY"
+    transport: Literal["aiohttp", "sdk"] = "aiohttp"
+    cache: Path | None = None  # None: $PERSONA_TESTBED_CACHE or ~/.cache/persona-testbed/…
+    no_cache: bool = False
+    prices: Path | None = None  # None: engine/data/prices.json
+    progress: bool | None = None  # None: on a terminal
+    sim_latency_ms: float = 0.0
+    run: RunConfig = RunConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    limits: LimitFlags = LimitFlags()
+
+
+DEFAULTS = EngineConfig()
+
+
+class Flag(msgspec.Struct, frozen=True):
+    """One command-line flag and the place in the tree it sets."""
+
+    name: str
+    path: tuple[str, ...]
+    help: str
+    parse: Callable[[str], Any] | None = None
+    action: str | type[argparse.Action] | None = None
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.name.removeprefix("--").replace("-", "_")
+
+
+def _model_value(text: str) -> tuple[str, float]:
+    model, sep, number = text.rpartition("=")
+    try:
+        value = float(number)
+    except ValueError:
+        sep = ""
+    if not sep or not model:
+        raise argparse.ArgumentTypeError(f"takes MODEL=N, got {text!r}")
+    return model, value
+
+
+def _number_of(field: str) -> Callable[[str], Any]:
+    return positive_int if isinstance(getattr(BreakerConfig(), field), int) else float
+
+
+_BREAKER_HELP = {
+    "window_calls": "calls in the breaker's sliding window",
+    "min_failures": "outage-like failures in the window before the breaker may open",
+    "failure_ratio": "share of outage-like failures in the window that opens the breaker",
+    "consecutive_failures": "outage-like failures in a row that open the breaker",
+    "probe_initial_s": "first probe this long after the breaker opens",
+    "probe_share": "later probes every this share of the outage so far",
+    "probe_max_s": "longest time between probes",
+}
+
+FLAGS: tuple[Flag, ...] = (
+    Flag(
+        "--base-url",
+        ("base_url",),
+        "OpenAI-compatible API (default: $OPENAI_BASE_URL, else the built-in simulator)",
+    ),
+    Flag(
+        "--api-key-env",
+        ("api_key_env",),
+        "environment variable holding the API key (never logged or stored)",
+    ),
+    Flag("--transport", ("transport",), "HTTP client of the calls", choices=("aiohttp", "sdk")),
+    Flag("--concurrency", ("run", "concurrency"), "calls in flight", positive_int),
+    Flag("--timeout-s", ("run", "timeout_s"), "hard per-request timeout", float),
+    Flag(
+        "--grace-s",
+        ("run", "grace_s"),
+        "on SIGINT/SIGTERM, how long in-flight calls may finish",
+        float,
+    ),
+    Flag("--lease-s", ("run", "lease_s"), "lease of a claimed job (renewed while held)", float),
+    Flag("--seed", ("run", "seed"), "seed of the run (sampling, jitter, request bodies)", int),
+    Flag(
+        "--max-attempts",
+        ("run", "retry", "max_attempts"),
+        "attempts per job before it fails",
+        positive_int,
+    ),
+    Flag(
+        "--retry-base-s",
+        ("run", "retry", "base_s"),
+        "first retry delay; doubles each attempt (with jitter). Short on purpose: outages are "
+        "the circuit breaker's job and 429s carry Retry-After",
+        float,
+    ),
+    Flag("--retry-max-s", ("run", "retry", "max_s"), "longest retry delay", float),
+    Flag("--rpm", ("limits", "rpm"), "requests per minute budget (default: unlimited)", float),
+    Flag("--tpm", ("limits", "tpm"), "tokens per minute budget (default: unlimited)", float),
+    Flag(
+        "--model-rpm",
+        ("limits", "model_rpm"),
+        "per-model requests per minute (repeat for several models)",
+        _model_value,
+        action="append",
+        metavar="MODEL=N",
+    ),
+    Flag(
+        "--model-tpm",
+        ("limits", "model_tpm"),
+        "per-model tokens per minute (repeat for several models)",
+        _model_value,
+        action="append",
+        metavar="MODEL=N",
+    ),
+    Flag(
+        "--cache",
+        ("cache",),
+        "response cache shared across runs (default: $PERSONA_TESTBED_CACHE or "
+        "~/.cache/persona-testbed/cache.sqlite)",
+        Path,
+    ),
+    Flag(
+        "--no-cache",
+        ("no_cache",),
+        "no deduplication: every request is paid, nothing is cached",
+        action="store_true",
+    ),
+    Flag(
+        "--prices",
+        ("prices",),
+        "price table overriding engine/data/prices.json",
+        Path,
+    ),
+    Flag(
+        "--progress",
+        ("progress",),
+        "live progress display (default: on a terminal)",
+        action=argparse.BooleanOptionalAction,
+    ),
+    Flag(
+        "--sim-latency-ms",
+        ("sim_latency_ms",),
+        "latency of the built-in simulator when it is used",
+        float,
+    ),
+    *(
+        Flag(f"--breaker-{field.replace('_', '-')}", ("breaker", field), text, _number_of(field))
+        for field, text in _BREAKER_HELP.items()
+    ),
+)
+
+
+def default_of(path: Sequence[str], config: EngineConfig = DEFAULTS) -> Any:
+    value: Any = config
+    for part in path:
+        value = getattr(value, part)
+    return value
+
+
+def add_engine_flags(
+    parser: argparse.ArgumentParser, *, skip: Sequence[str] = (), title: str = "engine"
+) -> None:
+    """The engine's flags (all but `skip`), each with its default shown, and --config."""
+    group = parser.add_argument_group(title)
+    group.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE.toml",
+        help="engine settings as TOML (the tree of engine.config.EngineConfig); flags override",
+    )
+    for flag in FLAGS:
+        if flag.name in skip:
+            continue
+        default = default_of(flag.path)
+        shown = "" if default is None or "(default" in flag.help else f" (default: {default})"
+        kwargs: dict[str, Any] = {"dest": flag.dest, "default": argparse.SUPPRESS}
+        if flag.action is not None:
+            kwargs["action"] = flag.action
+        if flag.parse is not None:
+            kwargs["type"] = flag.parse
+        if flag.choices is not None:
+            kwargs["choices"] = flag.choices
+        if flag.metavar is not None:
+            kwargs["metavar"] = flag.metavar
+        group.add_argument(flag.name, help=flag.help + shown, **kwargs)
+
+
+def load_toml(path: Path) -> EngineConfig:
+    """A configuration file, decoded into the tree; SettingsError naming the file if bad."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not TOML: {exc}") from None
+    try:
+        return msgspec.convert(raw, EngineConfig, dec_hook=_path_hook)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
+
+
+def _path_hook(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError
+
+
+def resolve(args: argparse.Namespace) -> EngineConfig:
+    """Defaults ← --config file ← flags given; the result is also written onto `args`."""
+    config_path: Path | None = getattr(args, "config", None)
+    config = load_toml(config_path) if config_path is not None else DEFAULTS
+    for flag in FLAGS:
+        if hasattr(args, flag.dest):
+            value = getattr(args, flag.dest)
+            if flag.action == "append":
+                value = {**default_of(flag.path, config), **dict(value)}
+            config = _replace(config, flag.path, value)
+    for flag in FLAGS:
+        setattr(args, flag.dest, default_of(flag.path, config))
+    return config
+
+
+def _replace(node: Any, path: Sequence[str], value: Any) -> Any:
+    head, *rest = path
+    new = value if not rest else _replace(getattr(node, head), rest, value)
+    return msgspec.structs.replace(node, **{head: new})

@@ -11,6 +11,7 @@ import msgspec
 from bench.estimate import DEFAULT_STAGE_TOKENS, EstimateInput, StageTokens
 from bench.scenarios import ALL_VARIANTS, EngineSettings, Overrides, RequestSettings, SimSettings
 from engine.argtypes import positive_int
+from engine.config import FLAGS
 
 _SPECIAL = frozenset({"extra_args", "rpm", "tpm"})  # set from --*-arg, --rpm/--tpm/--engine-*
 _SIM_FIELDS = tuple(f for f in SimSettings.__struct_fields__ if f not in _SPECIAL)
@@ -66,14 +67,17 @@ def _add_sim_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+_ENGINE_OVERRIDES = ("--max-attempts", "--retry-base-s", "--retry-max-s", "--timeout-s")
+
+
 def _add_engine_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine (override the scenario's values)")
     g.add_argument("--engine-rpm", type=int, help="the engine's RPM budget (default: --rpm)")
     g.add_argument("--engine-tpm", type=int, help="the engine's TPM budget (default: --tpm)")
-    g.add_argument("--max-attempts", type=int)
-    g.add_argument("--retry-base-s", type=float)
-    g.add_argument("--retry-max-s", type=float)
-    g.add_argument("--timeout-s", type=float)
+    # the engine's own flags, as `generate` defines them (engine.config), with no default here
+    for flag in FLAGS:
+        if flag.name in _ENGINE_OVERRIDES:
+            g.add_argument(flag.name, type=flag.parse or str, help=flag.help, metavar=flag.metavar)
     g.add_argument(
         "--engine-arg", action="append", default=[], help="extra generate flag (--engine-arg=--x)"
     )

@@ -2,8 +2,13 @@
 
     UserError                     exit 2: bad usage, bad input or bad settings; nothing enqueued
     ├── InputError                a file's content (names the file and, where it applies, line)
-    ├── SettingsError             a run directory started with other settings, a bad --config
-    └── PriceTableError           a price table that does not parse (engine.prices)
+    ├── SettingsError             settings that cannot be used
+    │   ├── SettingsChanged       a run directory started with other settings (PERSONA)
+    │   └── SchemaVersionError    a queue written by a newer engine (engine.queue)
+    ├── RunDirBusy                another engine process holds the run directory
+    ├── PriceTableError           a price table that does not parse (engine.prices)
+    ├── PromptFileError           a prompt file (engine.persona.prompts), by line
+    └── PersonaDataError          census inputs that cannot become personas
 
 Provider failures are not here: they are per job (workers.errors) and end as exit 3 when a job
 fails for good. `exit_status_of` is the one place an error becomes an exit status.

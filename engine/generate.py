@@ -86,7 +86,11 @@ async def generate(options: GenerateOptions, pipeline: Pipeline) -> int:
     if options.cache_path is not None:
         cache = CacheSpec(options.cache_path, cache_scope(base_url))
     with lock:
-        queue = await open_queue(options.run_dir, cache)
+        try:
+            queue = await open_queue(options.run_dir, cache)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exit_status_of(exc)
         try:
             return await _generate(queue, options, pipeline, base_url)
         finally:

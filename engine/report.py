@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from engine import pipelines
+from engine.errors import SettingsError, UserError, exit_status_of
 from engine.output import OutputFiles
 from engine.pipeline import PIPELINE_KEY
 from engine.prices import Price, load_prices
 from engine.queue.backends import open_queue, run_exists
-from engine.rundir import QUEUE_FILE, RunDirBusy, lock_run_dir
+from engine.rundir import QUEUE_FILE, lock_run_dir
 from schemas.job import ALL_STATUSES, QueueCounts, Status
 
 
@@ -101,30 +104,43 @@ def render_status(report: StatusReport) -> str:
 
 
 async def status_command(run_dir: Path, as_json: bool, prices_path: Path | None = None) -> int:
+    return await _reporting_errors(_status(run_dir, as_json, prices_path))
+
+
+async def export_command(run_dir: Path, prices_path: Path | None = None) -> int:
+    return await _reporting_errors(_export(run_dir, prices_path))
+
+
+async def _reporting_errors(work: Coroutine[Any, Any, int]) -> int:
+    try:
+        return await work
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exit_status_of(exc)
+
+
+def _existing_run(run_dir: Path) -> None:
     if not run_exists(run_dir):
-        print(f"error: no run at {run_dir} (no {QUEUE_FILE})", file=sys.stderr)
-        return 2
+        raise SettingsError(f"no run at {run_dir} (no {QUEUE_FILE})")
+
+
+async def _status(run_dir: Path, as_json: bool, prices_path: Path | None) -> int:
+    _existing_run(run_dir)
+    prices = load_prices(prices_path)
     queue = await open_queue(run_dir)
     try:
-        report = status_report(run_dir, await queue.counts(), load_prices(prices_path))
+        report = status_report(run_dir, await queue.counts(), prices)
     finally:
         await queue.close()
     print(msgspec.json.encode(report).decode() if as_json else render_status(report))
     return 0
 
 
-async def export_command(run_dir: Path, prices_path: Path | None = None) -> int:
-    if not run_exists(run_dir):
-        print(f"error: no run at {run_dir} (no {QUEUE_FILE})", file=sys.stderr)
-        return 2
-    try:
-        lock = lock_run_dir(run_dir)
-    except RunDirBusy as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    with lock:
+async def _export(run_dir: Path, prices_path: Path | None) -> int:
+    _existing_run(run_dir)
+    prices = load_prices(prices_path)
+    with lock_run_dir(run_dir):
         queue = await open_queue(run_dir)
-        prices = load_prices(prices_path)
         output = OutputFiles(run_dir, prices=prices)
         try:
             await output.rebuild(queue)

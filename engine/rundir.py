@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from engine.errors import UserError
+
 QUEUE_FILE = "queue.sqlite"
 LOCK_FILE = ".lock"
 
@@ -28,7 +30,7 @@ def default_cache_path() -> Path:
     return Path(base) / "persona-testbed" / "cache.sqlite"
 
 
-class RunDirBusy(Exception):
+class RunDirBusy(UserError):
     """Another process is running on this run directory."""
 
 

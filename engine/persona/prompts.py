@@ -36,6 +36,7 @@ from typing import Final
 
 import msgspec
 
+from engine.errors import UserError
 from engine.persona.paths import DEFAULT_PROMPTS_PATH
 from engine.persona.prompt_data import QUESTIONS_BY_TOPIC
 from engine.persona.prompt_select import (
@@ -81,7 +82,7 @@ PRISM_TOPIC: Final = "unknown"
 _JOINED_QUESTIONS: Final = re.compile(r"\?\S")  # "...?Next" means a comma went missing
 
 
-class PromptFileError(Exception):
+class PromptFileError(UserError):
     def __init__(self, path: Path, line: int, problem: str) -> None:
         super().__init__(f"{path}:{line}: {problem}")
         self.path = path

@@ -26,6 +26,7 @@ from typing import Protocol
 
 import msgspec
 
+from engine.errors import SettingsError
 from schemas.job import CachedResult, ClaimedJob, NewJob, Outcome, QueueCounts, TerminalRow
 
 
@@ -41,7 +42,7 @@ class EnqueueConflict(Exception):
         super().__init__(f"line {line}: {self.detail}")
 
 
-class SchemaVersionError(Exception):
+class SchemaVersionError(SettingsError):
     """The database was written by a newer version of the engine."""
 
 

@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 from engine.argtypes import non_negative_int, positive_int
+from engine.exits import EXIT_OK, EXIT_USAGE
 from engine.persona.census.build import (
     BuildConfig,
     build,
@@ -44,8 +45,6 @@ DATA_DIR_ENV = "PERSONA_DATA_DIR"
 NATIONAL_DIR_NAME = "acs_2022_national"
 PUMS_URL = "https://www2.census.gov/programs-surveys/acs/data/pums/2018/1-Year/"
 DICTIONARY_URL = "https://www2.census.gov/programs-surveys/acs/tech_docs/pums/data_dict/"
-EXIT_OK = 0
-EXIT_INPUT_ERROR = 2
 
 DOWNLOAD_HINT = (
     f"the census directory must hold ACS 2018 1-year PUMS person files csv_p??.zip from "
@@ -110,17 +109,17 @@ def run_personas(args: argparse.Namespace) -> int:
     census_dir = resolve_census_dir(args.census_dir)
     if census_dir is None:
         print(MISSING_CENSUS_DIR, file=sys.stderr)
-        return EXIT_INPUT_ERROR
+        return EXIT_USAGE
     national_dir = args.national_dir or census_dir.parent / NATIONAL_DIR_NAME
     config = BuildConfig(n=args.n, seed=args.seed, census_dir=census_dir, national_dir=national_dir)
     try:
         result = build(config)
     except InputNotFoundError as error:
         print(f"personas: {error}; {DOWNLOAD_HINT}", file=sys.stderr)
-        return EXIT_INPUT_ERROR
+        return EXIT_USAGE
     except PersonaDataError as error:
         print(f"personas: {error}", file=sys.stderr)
-        return EXIT_INPUT_ERROR
+        return EXIT_USAGE
     write_jsonl(result.personas, args.out)
     write_meta(
         build_meta(config, result, _command(args, census_dir, national_dir)), meta_path(args.out)

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.errors import UserError
 
-class PersonaDataError(Exception):
+
+class PersonaDataError(UserError):
     """Base class: the inputs cannot be turned into personas."""
 
 

@@ -80,8 +80,8 @@ def ok(job: ClaimedJob, cached: bool = False) -> Done:
 def failed(job: ClaimedJob) -> Failed:
     at = 100.0 + job.seq
     error = ErrorInfo("PermanentError", "HTTP 400", 400, '{"error": {"message": "no"}}')
-    return Failed(job.seq, job.id, job.attempts + 1, error, at, at + 0.5,
-                  job.first_started_at or at, f"req-{job.id}")  # fmt: skip
+    first = job.first_started_at or at
+    return Failed(job.seq, job.id, job.attempts + 1, error, at, at + 0.5, first, f"req-{job.id}")
 
 
 async def finish(queue: WorkQueue, output: OutputFiles, outcomes: Sequence[Outcome]) -> None:

@@ -106,6 +106,7 @@ class Coordinator:
         """Stop claiming; in-flight calls get the grace period, jobs waiting at the breaker or
         the limiter (nothing sent) go back to the queue at once."""
         self._stop.set()
+        self._release_buffered()
         self.dispatcher.stop_waiting()
 
     async def run(self) -> RunStats:
@@ -149,8 +150,10 @@ class Coordinator:
             hit = cache.get(job.fingerprint)
             if hit is not None:
                 self._outcomes.put_nowait(from_cache(job, hit, self._clock()))
+            elif self._stop.is_set():
+                self._outcomes.put_nowait(Released(job.seq))
             else:
-                await self._buffer.put(job)
+                await self._buffer.put(job)  # `request_stop` empties the buffer: never stuck
 
     async def _wait_for_change(self, next_due: float | None) -> None:
         """Sleep until a commit, a stop, or the next retry falls due."""
@@ -184,7 +187,18 @@ class Coordinator:
                 self.stats.in_flight -= 1
             self._outcomes.put_nowait(outcome)
 
+    def _release_buffered(self) -> None:
+        """Jobs handed out but not yet taken by a worker go back to the queue. This also
+        frees a feeder blocked on a full buffer (every worker in a call) and makes room for
+        the workers' closing Nones, so a stop never waits for calls in flight to end."""
+        while not self._buffer.empty():
+            job = self._buffer.get_nowait()
+            if job is not None:
+                self._outcomes.put_nowait(Released(job.seq))
+
     async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
+        if self._stop.is_set():
+            self._release_buffered()
         for _ in workers:
             await self._buffer.put(None)
         grace = self._config.grace_s if self._stop.is_set() else None

@@ -146,6 +146,12 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="serve only these models (repeat); others get 404",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--pass-rate",
+        type=float,
+        default=0.5,
+        help="JSON verdicts (response_format): share with needs_revision false",
+    )
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=_run_simulate)
 
@@ -172,6 +178,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
         outage_for_s=args.outage_for_s,
         models=tuple(args.models),
         seed=args.seed,
+        pass_rate=args.pass_rate,
     )
     problems = config_problems(config)
     if problems:
@@ -201,6 +208,7 @@ _MORE = (
     "engine.persona.census.cli",
     "engine.persona.stages.classify",
     "engine.persona.stages.enrich",
+    "engine.evaluation.cli",
 )
 
 

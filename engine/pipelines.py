@@ -19,6 +19,7 @@ from engine.queue import WorkQueue
 PIPELINES: Final = {
     "requests": "engine.requests",
     "persona": "engine.persona.pipeline",
+    "evaluate": "engine.evaluation.pipeline",
 }
 #: what `generate` runs without --requests
 DEFAULT_GENERATE: Final = "persona"

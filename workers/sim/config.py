@@ -38,6 +38,8 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     outage_for_s: float = 0.0  # during it every completion request gets 503
     models: tuple[str, ...] = ()  # when non-empty, other models get 404 model_not_found
     seed: int = 0
+    # JSON verdicts (workers.sim.structured): share with `needs_revision` false
+    pass_rate: float = 0.5
 
 
 class InvalidSimConfig(ValueError):
@@ -79,6 +81,8 @@ def config_problems(config: SimConfig) -> list[str]:
     for name, rate in rates.items():
         if not 0.0 <= rate <= 1.0:
             problems.append(f"{name} must be within [0, 1], got {rate}")
+    if not 0.0 <= config.pass_rate <= 1.0:
+        problems.append(f"pass_rate must be within [0, 1], got {config.pass_rate}")
     if sum(rates.values()) > 1.0 + 1e-9:
         problems.append(f"the fault rates {', '.join(_FAULT_RATES)} must sum to at most 1")
     return problems

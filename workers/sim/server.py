@@ -13,6 +13,7 @@ import itertools
 import os
 import random
 import time
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -26,7 +27,7 @@ from schemas.openai import (
     chat_request_decoder,
     json_encoder,
 )
-from workers.sim import bodies
+from workers.sim import bodies, structured
 from workers.sim.config import SimConfig
 from workers.sim.faults import Fault, FaultPlan, draw_latency_s, in_outage
 from workers.sim.limits import SimRateLimiter, retry_after_headers
@@ -85,6 +86,16 @@ def decode_request(body: bytes, models: frozenset[str]) -> ChatRequest:
     if models and chat.model not in models:
         raise Rejection(404, bodies.model_not_found(chat.model))
     return chat
+
+
+def _json_schema(body: bytes) -> dict[str, Any] | None:
+    """The schema a `response_format` asks the reply to follow (None: plain text), or a 400."""
+    if b'"response_format"' not in body:  # the common case, without a second decode
+        return None
+    try:
+        return structured.schema_of(body)
+    except structured.Unsupported as exc:
+        raise _invalid(str(exc), "invalid_value", "response_format") from None
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -179,6 +190,7 @@ class Simulator:
             raise Rejection(503, bodies.OUTAGE)
         body = await request.read()
         chat = decode_request(body, self._models)
+        schema = _json_schema(body)
         n = chat.n or 1
         cap = chat.max_completion_tokens or chat.max_tokens
         prompt = prompt_tokens(chat.messages)
@@ -190,7 +202,7 @@ class Simulator:
         if fault is not Fault.NONE:
             return await self._inject(fault, headers, body, chat, prompt, cap)
         request_id = self._next_id()
-        payload, fp, completion = self._render(body, chat, prompt, cap, request_id)
+        payload, fp, completion = self._render(body, chat, prompt, cap, request_id, schema)
         self.counters.count_completion(fp, prompt, completion, request.headers.get(STAGE_HEADER))
         headers["x-request-id"] = f"req_{request_id}"
         return web.Response(body=payload, content_type=bodies.JSON, headers=headers)
@@ -234,7 +246,13 @@ class Simulator:
         return f"{self._id_prefix}{next(self._ids):012x}"
 
     def _render(
-        self, body: bytes, chat: ChatRequest, prompt: int, cap: int | None, request_id: str
+        self,
+        body: bytes,
+        chat: ChatRequest,
+        prompt: int,
+        cap: int | None,
+        request_id: str,
+        schema: dict[str, Any] | None = None,
     ) -> tuple[bytes, bytes, int]:
         """(encoded chat.completion, request fingerprint, completion tokens)."""
         fp = fingerprint(body, self._seed_key)
@@ -244,7 +262,10 @@ class Simulator:
         choices: list[Choice] = []
         completion = 0
         for index in range(chat.n or 1):
-            if form:
+            if schema is not None:  # response_format: JSON (workers.sim.structured)
+                text, words = structured.json_reply(schema, fp, index, self.config.pass_rate)
+                truncated = False
+            elif form:
                 text, words, truncated = self._replies.form_reply(fp, index, form, cap)
             else:
                 text, words, truncated = reply(fp, index, kind, cap)

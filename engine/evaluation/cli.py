@@ -1,0 +1,111 @@
+"""`python -m engine evaluate`: the PERSONA Bench, run as an engine pipeline.
+
+    python -m engine evaluate [--model M] [--judge-model J] [--mode MODE|all] [--n 700]
+        [--k 1] [--seed 0] [--run-dir runs/evaluate] [--personas-file F] [--prompts-file F]
+        [--answer-format marked|json] [every engine flag: --base-url, --concurrency, --rpm, …]
+
+Exit status as `generate`: 0 done; 3 some jobs failed; 2 bad usage or input; 130 stopped
+(rerun the same command to resume). The reports are written when the run ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import msgspec
+
+from engine.argtypes import positive_int
+from engine.config import add_engine_flags
+from engine.evaluation.samples import EvalSettings
+from engine.evaluation.templates import MODES
+from engine.exits import EXIT_USAGE
+
+_D = EvalSettings()
+SIM_PASS_RATE_FLAG = "--pass-rate"
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        allow_abbrev=False,
+        help="PERSONA Bench: how well a model personalises, scored by a judge model",
+        description="Answer (persona, held-out question) samples in each conditioning mode, "
+        "have a judge say whether each answer needs more personalisation, and report accuracy "
+        "per mode with intervals, paired comparisons, pass@k, cost (RUN_DIR/report.md, .json).",
+    )
+    p.add_argument("--model", default=_D.model, help="the evaluated model (default: %(default)s)")
+    p.add_argument("--judge-model", default=_D.judge_model, help="(default: %(default)s)")
+    p.add_argument("--mode", choices=(*MODES, "all"), default="all", help="(default: all)")
+    p.add_argument("--n", type=positive_int, default=_D.n, help="samples (default: %(default)s)")
+    p.add_argument(
+        "--k",
+        type=positive_int,
+        default=_D.k,
+        help="answers per sample; >1 reports pass@1..k (default: %(default)s)",
+    )
+    p.add_argument("--run-dir", type=Path, default=Path("runs/evaluate"))
+    p.add_argument("--personas-file", type=Path, default=_D.personas_path)
+    p.add_argument(
+        "--prompts-file",
+        type=Path,
+        default=_D.prompts_path,
+        help="questions come from its held-out split (default: the shipped set)",
+    )
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=_D.split_seed,
+        help="seed of the train/held-out prompt split (default: %(default)s, as "
+        "`generate`'s default)",
+    )
+    p.add_argument(
+        "--answer-format",
+        choices=("marked", "json"),
+        default=_D.answer_format,
+        help="marked: an ANSWER: section; json: response_format (default: marked)",
+    )
+    p.add_argument("--max-tokens", type=positive_int, default=_D.max_tokens)
+    p.add_argument(
+        "--sim-pass-rate",
+        type=float,
+        default=None,
+        help="built-in simulator only: share of verdicts that need no revision",
+    )
+    add_engine_flags(p)
+    p.set_defaults(func=_command)
+
+
+def _command(args: argparse.Namespace) -> int:
+    from engine.cli import _resolve, _run_async  # noqa: PLC0415 (the CLI imports this module)
+    from engine.evaluation.pipeline import EvaluatePipeline  # noqa: PLC0415
+    from engine.generate import GenerateOptions, generate  # noqa: PLC0415
+
+    config = _resolve(args)
+    if config is None:
+        return EXIT_USAGE
+    settings = EvalSettings(
+        model=args.model,
+        judge_model=args.judge_model,
+        modes=MODES if args.mode == "all" else (args.mode,),
+        n=args.n,
+        k=args.k,
+        seed=config.run.seed,
+        split_seed=args.split_seed,
+        answer_format=args.answer_format,
+        max_tokens=args.max_tokens,
+        personas_path=str(args.personas_file),
+        prompts_path=str(args.prompts_file),
+    )
+    options = GenerateOptions.from_config(config, args.run_dir)
+    builtin = not (config.base_url or os.environ.get("OPENAI_BASE_URL"))
+    if args.sim_pass_rate is not None:
+        extra = (SIM_PASS_RATE_FLAG, str(args.sim_pass_rate))
+        options = msgspec.structs.replace(options, simulator_args=(*options.simulator_args, *extra))
+    simulated = builtin or all(m.startswith("sim-") for m in (args.model, args.judge_model))
+    command = shlex.join(["python", "-m", "engine", *sys.argv[1:]])
+    pipeline = EvaluatePipeline(settings, command, simulated)
+    return _run_async(lambda: generate(options, pipeline))

@@ -209,6 +209,7 @@ _MORE = (
     "engine.persona.stages.classify",
     "engine.persona.stages.enrich",
     "engine.evaluation.cli",
+    "engine.evaluation.agree",
 )
 
 

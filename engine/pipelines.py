@@ -20,6 +20,7 @@ PIPELINES: Final = {
     "requests": "engine.requests",
     "persona": "engine.persona.pipeline",
     "evaluate": "engine.evaluation.pipeline",
+    "verify": "engine.evaluation.verify",
 }
 #: what `generate` runs without --requests
 DEFAULT_GENERATE: Final = "persona"

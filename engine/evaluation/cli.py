@@ -77,6 +77,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     add_engine_flags(p)
     p.set_defaults(func=_command)
+    add_verify_parser(sub)
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -109,3 +110,52 @@ def _command(args: argparse.Namespace) -> int:
     command = shlex.join(["python", "-m", "engine", *sys.argv[1:]])
     pipeline = EvaluatePipeline(settings, command, simulated)
     return _run_async(lambda: generate(options, pipeline))
+
+
+def add_verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "verify",
+        allow_abbrev=False,
+        help="a role-playing judge chooses between each sampled pair's original and revision",
+        description="engine.evaluation.verify: the revision's preference rate with its "
+        "interval and the position-bias rate; labels in agree's format.",
+    )
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        default=Path("runs/persona"),
+        help="a finished generation run (its pairs.jsonl)",
+    )
+    p.add_argument("--out-dir", type=Path, help="queue and outputs (default: RUN_DIR/verify)")
+    p.add_argument("--n", type=positive_int, default=500, help="pairs (default: %(default)s)")
+    p.add_argument("--judge-model", default="sim-small", help="(default: %(default)s)")
+    add_engine_flags(p)
+    p.set_defaults(func=_verify_command)
+
+
+def _verify_command(args: argparse.Namespace) -> int:
+    from engine.cli import _resolve, _run_async  # noqa: PLC0415
+    from engine.errors import UserError  # noqa: PLC0415
+    from engine.evaluation import verify  # noqa: PLC0415
+    from engine.generate import GenerateOptions, generate  # noqa: PLC0415
+
+    config = _resolve(args)
+    if config is None:
+        return EXIT_USAGE
+    builtin = not (config.base_url or os.environ.get("OPENAI_BASE_URL"))
+    try:
+        pairs, digest = verify.read_pairs(args.run_dir)
+        items = verify.draw_items(pairs, args.n, config.run.seed)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    settings = verify.VerifySettings(
+        pairs_digest=digest,
+        source=str(args.run_dir),
+        n=args.n,
+        seed=config.run.seed,
+        judge_model=args.judge_model,
+        simulated=builtin or args.judge_model.startswith("sim-"),
+    )
+    options = GenerateOptions.from_config(config, args.out_dir or args.run_dir / "verify")
+    return _run_async(lambda: generate(options, verify.VerifyPipeline(settings, items)))

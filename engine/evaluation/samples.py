@@ -58,8 +58,9 @@ def signature(settings: EvalSettings) -> str:
             digest.update(Path(name).read_bytes())
         except OSError as exc:
             raise InputError(Path(name), None, f"cannot read: {exc.strerror}") from None
-    digest.update(msgspec.json.encode(msgspec.structs.replace(settings, personas_path="",
-                                                              prompts_path="")))  # fmt: skip
+    digest.update(
+        msgspec.json.encode(msgspec.structs.replace(settings, personas_path="", prompts_path=""))
+    )
     return digest.hexdigest()
 
 

@@ -30,8 +30,9 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client
 
 
-async def post(session: aiohttp.ClientSession, sim: RunningSimulator, data: bytes
-               ) -> tuple[int, dict[str, Any]]:  # fmt: skip
+async def post(
+    session: aiohttp.ClientSession, sim: RunningSimulator, data: bytes
+) -> tuple[int, dict[str, Any]]:
     async with session.post(f"{sim.base_url}/chat/completions", data=data) as response:
         return response.status, await response.json()
 
@@ -58,8 +59,9 @@ def test_the_pass_rate_decides_the_verdicts() -> None:
     schema = schema_of(body("q", JUDGE_SCHEMA))
     assert schema is not None
     for rate, expected in ((0.0, 0), (1.0, 1)):
-        scores = [parse_verdict(json_reply(schema, bytes([i]) * 16, 0, rate)[0]).score
-                  for i in range(50)]  # fmt: skip
+        scores = [
+            parse_verdict(json_reply(schema, bytes([i]) * 16, 0, rate)[0]).score for i in range(50)
+        ]
         assert set(scores) == {expected}
     assert config_problems(SimConfig(pass_rate=1.5)) == ["pass_rate must be within [0, 1], got 1.5"]
 

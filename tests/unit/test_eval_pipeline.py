@@ -57,8 +57,9 @@ async def queue() -> AsyncIterator[WorkQueue]:
     await q.close()
 
 
-async def run(queue: WorkQueue, pipeline: EvaluatePipeline, transport: FakeTransport,
-              run_dir: Path) -> None:  # fmt: skip
+async def run(
+    queue: WorkQueue, pipeline: EvaluatePipeline, transport: FakeTransport, run_dir: Path
+) -> None:
     await pipeline.prepare(queue)
     output = OutputFiles(run_dir)
     await output.recover(queue)
@@ -91,16 +92,21 @@ async def test_every_sample_is_answered_and_judged_once_per_mode_and_draw(
 async def test_the_report_scores_each_sample_once_and_says_it_is_simulated(
     queue: WorkQueue, tmp_path: Path
 ) -> None:
-    await run(queue, EvaluatePipeline(SETTINGS, "cmd", simulated=True),
-              FakeTransport(Provider()), tmp_path)  # fmt: skip
+    await run(
+        queue,
+        EvaluatePipeline(SETTINGS, "cmd", simulated=True),
+        FakeTransport(Provider()),
+        tmp_path,
+    )
     report = json.loads((tmp_path / "report.json").read_text())
     by_mode = {m["mode"]: m for m in report["modes"]}
     assert by_mode["chain_of_thought"]["accuracy"]["value"] == 1.0
     assert by_mode["baseline"]["accuracy"]["value"] == 0.0
     assert {m["scored"] for m in report["modes"]} == {6}
     assert by_mode["chain_of_thought"]["pass_at_k"] == [1.0, 1.0]
-    cot_vs_base = next(c for c in report["comparisons"]
-                       if (c["a"], c["b"]) == ("baseline", "chain_of_thought"))  # fmt: skip
+    cot_vs_base = next(
+        c for c in report["comparisons"] if (c["a"], c["b"]) == ("baseline", "chain_of_thought")
+    )
     assert (cot_vs_base["a_only"], cot_vs_base["b_only"]) == (0, 6)
     assert report["note"] == SIMULATED_NOTE
     markdown = (tmp_path / "report.md").read_text()
@@ -121,8 +127,9 @@ async def test_samples_are_seeded_and_shared_by_every_mode(queue: WorkQueue) -> 
         (s.persona_id, s.prompt_id) for s in again
     ]
     ids = [job.id for job in pipeline.jobs(again)]
-    per_mode = {mode: {split_id(i)[2] for i in ids if split_id(i)[1] == mode}
-                for mode in templates.MODES}  # fmt: skip
+    per_mode = {
+        mode: {split_id(i)[2] for i in ids if split_id(i)[1] == mode} for mode in templates.MODES
+    }
     assert len({frozenset(v) for v in per_mode.values()}) == 1
 
 

@@ -88,6 +88,11 @@ def test_accuracy_interval_covers_the_true_rate_about_95_percent_of_the_time() -
 def test_accuracy_without_spread_has_a_zero_width_interval() -> None:
     estimate = stats.accuracy([1, 1, 1])
     assert (estimate.value, estimate.se, estimate.low, estimate.high, estimate.n) == (
-        1.0, 0.0, 1.0, 1.0, 3)  # fmt: skip
+        1.0,
+        0.0,
+        1.0,
+        1.0,
+        3,
+    )
     with pytest.raises(ValueError, match="no scores"):
         stats.accuracy([])

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 SIMULATED_NOTE = "simulated: the figures measure the plumbing, not a model"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+REPORT_PNG = "report.png"
 
 
 class ModeUsage(msgspec.Struct):
@@ -210,6 +211,9 @@ async def write_reports(
     report = build_report(pipeline, tally(rows, pipeline.settings.modes, prices))
     (run_dir / REPORT_JSON).write_bytes(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
     (run_dir / REPORT_MD).write_text(render_md(report))
+    from engine.evaluation.plot import write_png  # noqa: PLC0415 (matplotlib: only to draw)
+
+    write_png(report, run_dir / REPORT_PNG)
     summary = ", ".join(
         f"{m.mode} {_pct(m.accuracy.value)} %" for m in report.modes if m.accuracy is not None
     )

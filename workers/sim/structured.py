@@ -67,8 +67,9 @@ def schema_of(body: bytes) -> dict[str, Any] | None:
         text = "\n".join(m.content or "" for m in request.messages)
         names = list(dict.fromkeys(_QUOTED.findall(text))) or ["text"]
         return {"type": "object", "properties": {n: {"type": _kind(n)} for n in names}}
-    raise Unsupported(f"response_format type {kind!r} is not supported (text, json_object, "
-                      "json_schema)")  # fmt: skip
+    raise Unsupported(
+        f"response_format type {kind!r} is not supported (text, json_object, json_schema)"
+    )
 
 
 def _kind(name: str) -> str:
@@ -90,8 +91,9 @@ def _bytes(seed: bytes) -> Iterator[int]:
         block += 1
 
 
-def _value(schema: dict[str, Any], stream: Iterator[int], pass_rate: float, name: str,
-           depth: int) -> Any:  # fmt: skip
+def _value(
+    schema: dict[str, Any], stream: Iterator[int], pass_rate: float, name: str, depth: int
+) -> Any:
     if schema.get("enum"):
         options = list(schema["enum"])
         return options[next(stream) % len(options)]
@@ -110,12 +112,20 @@ def _value(schema: dict[str, Any], stream: Iterator[int], pass_rate: float, name
     return " ".join(VOCAB[next(stream)] for _ in range(6 + next(stream) % 19))
 
 
-def _container(kind: str, schema: dict[str, Any], stream: Iterator[int], pass_rate: float,
-               name: str, depth: int) -> Any:  # fmt: skip
+def _container(
+    kind: str,
+    schema: dict[str, Any],
+    stream: Iterator[int],
+    pass_rate: float,
+    name: str,
+    depth: int,
+) -> Any:
     if kind == "object":
         props = schema.get("properties") or {}
-        return {key: _value(sub if isinstance(sub, dict) else {}, stream, pass_rate, key,
-                            depth + 1) for key, sub in props.items()}  # fmt: skip
+        return {
+            key: _value(sub if isinstance(sub, dict) else {}, stream, pass_rate, key, depth + 1)
+            for key, sub in props.items()
+        }
     item = schema.get("items")
     item = item if isinstance(item, dict) else {}
     return [_value(item, stream, pass_rate, name, depth + 1) for _ in range(1 + next(stream) % 3)]

@@ -70,6 +70,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.add_argument("--max-tokens", type=positive_int, default=_D.max_tokens)
     p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="ATTRIBUTE=VALUE",
+        help="report a slice (repeat: each alone and all ANDed); low-high for numbers",
+    )
+    p.add_argument(
         "--sim-pass-rate",
         type=float,
         default=None,
@@ -82,7 +89,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def _command(args: argparse.Namespace) -> int:
     from engine.cli import _resolve, _run_async  # noqa: PLC0415 (the CLI imports this module)
+    from engine.errors import UserError  # noqa: PLC0415
     from engine.evaluation.pipeline import EvaluatePipeline  # noqa: PLC0415
+    from engine.evaluation.slices import parse_clause  # noqa: PLC0415
     from engine.generate import GenerateOptions, generate  # noqa: PLC0415
 
     config = _resolve(args)
@@ -108,7 +117,12 @@ def _command(args: argparse.Namespace) -> int:
         options = msgspec.structs.replace(options, simulator_args=(*options.simulator_args, *extra))
     simulated = builtin or all(m.startswith("sim-") for m in (args.model, args.judge_model))
     command = shlex.join(["python", "-m", "engine", *sys.argv[1:]])
-    pipeline = EvaluatePipeline(settings, command, simulated)
+    try:
+        where = tuple(parse_clause(text) for text in args.where)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    pipeline = EvaluatePipeline(settings, command, simulated, where)
     return _run_async(lambda: generate(options, pipeline))
 
 

@@ -23,6 +23,7 @@ import msgspec
 from engine.errors import SettingsError
 from engine.evaluation import templates
 from engine.evaluation.samples import EvalSettings, Sample, draw_samples, signature
+from engine.evaluation.slices import Clause, check_not_empty
 from engine.evaluation.verdicts import FormatError, parse_answer, parse_verdict, reply_text
 from engine.inputs import canonical_body, estimate_tokens, fingerprint
 from engine.persona.run import SettingsChanged
@@ -70,8 +71,15 @@ def _request(body: dict[str, Any]) -> tuple[bytes, str, int]:
 class EvaluatePipeline:
     name = NAME
 
-    def __init__(self, settings: EvalSettings, command: str = "", simulated: bool = False) -> None:
+    def __init__(
+        self,
+        settings: EvalSettings,
+        command: str = "",
+        simulated: bool = False,
+        where: tuple[Clause, ...] = (),
+    ) -> None:
         self.settings = settings
+        self.where = where  # report slices (engine.evaluation.slices), not part of the run
         self.command = command
         self.simulated = simulated  # on the built-in simulator: every report says so
         self.samples: dict[str, Sample] = {}
@@ -87,11 +95,13 @@ class EvaluatePipeline:
                     "the cache)"
                 )
             await self.load(queue)
+            check_not_empty(self.where, [s.attributes for s in self.samples.values()])
             return
         if (await queue.counts()).total:
             kind = await queue.get_meta(PIPELINE_KEY) or "requests"
             raise SettingsChanged(f"this run directory holds a {kind} run, not an evaluate run")
         samples = draw_samples(self.settings)
+        check_not_empty(self.where, [s.attributes for s in samples])
         self.samples = {s.id: s for s in samples}
         records = {SAMPLE_KIND: [(s.id, _encoder.encode(s)) for s in samples]}
         meta = {

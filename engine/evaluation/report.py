@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from engine.evaluation import stats
+from engine.evaluation.slices import slice_name, slices_of
 from engine.evaluation.verdicts import parse_verdict, reply_text
 from engine.prices import Price
 from engine.queue import WorkQueue
@@ -47,6 +48,12 @@ class ModeResult(msgspec.Struct):
     usage: ModeUsage
 
 
+class SliceResult(msgspec.Struct):
+    slice: str
+    size: int  # samples in the slice
+    accuracy: dict[str, stats.Estimate | None]  # by mode, draw 0
+
+
 class EvalReport(msgspec.Struct):
     note: str | None
     command: str
@@ -60,6 +67,7 @@ class EvalReport(msgspec.Struct):
     template_version: str
     modes: list[ModeResult]
     comparisons: list[stats.Paired]
+    slices: list[SliceResult] = msgspec.field(default_factory=list)
 
 
 class Tally(msgspec.Struct):
@@ -116,7 +124,7 @@ def build_report(pipeline: EvaluatePipeline, counted: Tally) -> EvalReport:
                     a, [firsts[a][x] for x in both], b, [firsts[b][x] for x in both], s.seed
                 )
             )
-    return EvalReport(
+    report = EvalReport(
         SIMULATED_NOTE if pipeline.simulated else None,
         pipeline.command,
         s.model,
@@ -130,6 +138,24 @@ def build_report(pipeline: EvaluatePipeline, counted: Tally) -> EvalReport:
         results,
         comparisons,
     )
+    report.slices = slice_results(pipeline, firsts)
+    return report
+
+
+def slice_results(
+    pipeline: EvaluatePipeline, firsts: dict[str, dict[str, int]]
+) -> list[SliceResult]:
+    results = []
+    for group in slices_of(pipeline.where):
+        members = [
+            x.id for x in pipeline.samples.values() if all(c.matches(x.attributes) for c in group)
+        ]
+        accuracy: dict[str, stats.Estimate | None] = {}
+        for mode, first in firsts.items():
+            scores = [first[x] for x in members if x in first]
+            accuracy[mode] = stats.accuracy(scores, pipeline.settings.seed) if scores else None
+        results.append(SliceResult(slice_name(group), len(members), accuracy))
+    return results
 
 
 def _pct(x: float) -> str:
@@ -164,7 +190,7 @@ def render_md(report: EvalReport) -> str:
             f"| {m.mode} | {m.scored} {figures}| {u.calls} | {u.cached} | {u.failed} "
             f"| {u.prompt_tokens} | {u.completion_tokens} | {u.cost_usd:.4f} |"
         )
-    lines += _comparison_lines(report) + _pass_lines(report)
+    lines += _comparison_lines(report) + _pass_lines(report) + _slice_lines(report)
     if report.note:
         lines += ["", f"_{report.note}_"]
     return "\n".join(lines) + "\n"
@@ -201,6 +227,28 @@ def _pass_lines(report: EvalReport) -> list[str]:
     ]
     for m in report.modes:
         lines.append(f"| {m.mode} | " + " | ".join(_pct(v) for v in m.pass_at_k) + " |")
+    return lines
+
+
+def _slice_lines(report: EvalReport) -> list[str]:
+    if not report.slices:
+        return []
+    modes = [m.mode for m in report.modes]
+    lines = [
+        "",
+        "## Slices (--where; accuracy %, draw 0, 95 % interval)",
+        "",
+        "| slice | samples | " + " | ".join(modes) + " |",
+        "|---|---:|" + "---|" * len(modes),
+    ]
+    for s in report.slices:
+        cells = [
+            "—"
+            if (a := s.accuracy.get(m)) is None
+            else f"{_pct(a.value)} [{_pct(a.low)}, {_pct(a.high)}]"
+            for m in modes
+        ]
+        lines.append(f"| {s.slice} | {s.size} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -37,9 +37,24 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "have a judge say whether each answer needs more personalisation, and report accuracy "
         "per mode with intervals, paired comparisons, pass@k, cost (RUN_DIR/report.md, .json).",
     )
+    _add_evaluate_arguments(p, "all", Path("runs/evaluate"))
+    nested = p.add_subparsers(dest="evaluate_command", required=False, metavar="{loo}")
+    loo = nested.add_parser(
+        "loo",
+        allow_abbrev=False,
+        help="leave-one-out: kappa between the judge's labels with and without each attribute",
+        description="Every answer is judged with the full persona and, per attribute of "
+        "--attributes, without it: Cohen's kappa (bootstrap interval) and accuracy change.",
+    )
+    loo.add_argument("--attributes", required=True, help="comma-separated attribute names")
+    _add_evaluate_arguments(loo, "output_only", Path("runs/loo"))
+    add_verify_parser(sub)
+
+
+def _add_evaluate_arguments(p: argparse.ArgumentParser, mode: str, run_dir: Path) -> None:
     p.add_argument("--model", default=_D.model, help="the evaluated model (default: %(default)s)")
     p.add_argument("--judge-model", default=_D.judge_model, help="(default: %(default)s)")
-    p.add_argument("--mode", choices=(*MODES, "all"), default="all", help="(default: all)")
+    p.add_argument("--mode", choices=(*MODES, "all"), default=mode, help=f"(default: {mode})")
     p.add_argument("--n", type=positive_int, default=_D.n, help="samples (default: %(default)s)")
     p.add_argument(
         "--k",
@@ -47,7 +62,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=_D.k,
         help="answers per sample; >1 reports pass@1..k (default: %(default)s)",
     )
-    p.add_argument("--run-dir", type=Path, default=Path("runs/evaluate"))
+    p.add_argument("--run-dir", type=Path, default=run_dir)
     p.add_argument("--personas-file", type=Path, default=_D.personas_path)
     p.add_argument(
         "--prompts-file",
@@ -84,7 +99,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     add_engine_flags(p)
     p.set_defaults(func=_command)
-    add_verify_parser(sub)
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -109,6 +123,7 @@ def _command(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         personas_path=str(args.personas_file),
         prompts_path=str(args.prompts_file),
+        loo=tuple(a.strip() for a in getattr(args, "attributes", "").split(",") if a.strip()),
     )
     options = GenerateOptions.from_config(config, args.run_dir)
     builtin = not (config.base_url or os.environ.get("OPENAI_BASE_URL"))

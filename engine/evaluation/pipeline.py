@@ -22,7 +22,14 @@ import msgspec
 
 from engine.errors import SettingsError
 from engine.evaluation import templates
-from engine.evaluation.samples import EvalSettings, Sample, draw_samples, signature
+from engine.evaluation.samples import (
+    EvalSettings,
+    Sample,
+    check_attributes,
+    draw_samples,
+    signature,
+    without_attribute,
+)
 from engine.evaluation.slices import Clause, check_not_empty
 from engine.evaluation.verdicts import FormatError, parse_answer, parse_verdict, reply_text
 from engine.inputs import canonical_body, estimate_tokens, fingerprint
@@ -100,6 +107,8 @@ class EvaluatePipeline:
         if (await queue.counts()).total:
             kind = await queue.get_meta(PIPELINE_KEY) or "requests"
             raise SettingsChanged(f"this run directory holds a {kind} run, not an evaluate run")
+        if self.settings.loo:
+            check_attributes(self.settings.loo)
         samples = draw_samples(self.settings)
         check_not_empty(self.where, [s.attributes for s in samples])
         self.samples = {s.id: s for s in samples}
@@ -133,16 +142,12 @@ class EvaluatePipeline:
                 answer_id(mode, sample.id, draw), fp, payload, f"answer.{mode}", 0, s.model, est
             )
         for mode, sample, draw in keys:
-            yield NewJob(
-                judge_id(mode, sample.id, draw),
-                "",
-                b"",
-                f"judge.{mode}",
-                0,
-                s.judge_model,
-                0,
-                answer_id(mode, sample.id, draw),
-            )
+            parent = answer_id(mode, sample.id, draw)
+            judge = judge_id(mode, sample.id, draw)
+            yield NewJob(judge, "", b"", f"judge.{mode}", 0, s.judge_model, 0, parent)
+            for index in range(len(s.loo)):  # the same answer, judged without attribute i
+                loo = f"loo{index}:{mode}:{sample.id}:{draw}"
+                yield NewJob(loo, "", b"", f"loo.{mode}", 0, s.judge_model, 0, parent)
 
     def answer_body(self, mode: str, sample: Sample, draw: int) -> dict[str, Any]:
         s = self.settings
@@ -187,18 +192,24 @@ class EvaluatePipeline:
         return [job if job.payload else self._judge(job, rows) for job in jobs]
 
     def _judge(self, job: ClaimedJob, rows: Mapping[str, TerminalRow]) -> ClaimedJob:
-        _, mode, sample, draw = split_id(job.id)
+        kind, mode, sample, draw = split_id(job.id)
         row = rows.get(answer_id(mode, sample, draw))
         if row is None or row.result is None:
             raise LookupError(f"{answer_id(mode, sample, draw)} has no committed result")
         answer = parse_answer(reply_text(row.result), self.settings.answer_format)
-        payload, fp, est = _request(self.judge_body(self.samples[sample], answer))
+        persona = self.samples[sample]
+        if kind.startswith("loo"):
+            attribute = self.settings.loo[int(kind.removeprefix("loo"))]
+            persona = msgspec.structs.replace(
+                persona, persona=without_attribute(persona.persona, attribute)
+            )
+        payload, fp, est = _request(self.judge_body(persona, answer))
         return msgspec.structs.replace(job, payload=payload, fingerprint=fp, est_tokens=est)
 
     def check(self, job: ClaimedJob, result: CallResult) -> None:
         text = reply_text(result.body)
         try:
-            if job.stage.startswith("judge."):
+            if not job.stage.startswith("answer."):
                 parse_verdict(text)
             else:
                 parse_answer(text, self.settings.answer_format)

@@ -43,13 +43,28 @@ def _pass_at_k(ax: Axes, report: EvalReport) -> None:
     ax.legend()
 
 
+def _loo(ax: Axes, report: EvalReport) -> None:
+    names = [r.attribute for r in report.loo]
+    values = [r.agreement.kappa for r in report.loo]
+    below = [r.agreement.kappa - r.agreement.kappa_low for r in report.loo]
+    above = [r.agreement.kappa_high - r.agreement.kappa for r in report.loo]
+    ys = list(range(len(names)))
+    ax.barh(ys, values, xerr=[below, above], capsize=4, color="C4")
+    ax.set_yticks(ys, names)
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel("Cohen's kappa, full persona vs without the attribute")
+    ax.set_title("leave one out (95 % bootstrap interval)")
+
+
 def write_png(report: EvalReport, path: Path) -> None:
-    panels = 2 if report.k > 1 else 1
-    figure = Figure(figsize=(6.5 * panels, 4.8), layout="constrained")
-    axes = figure.subplots(1, panels, squeeze=False)[0]
-    _accuracy(axes[0], report)
-    if panels == 2:
-        _pass_at_k(axes[1], report)
+    drawers = [_accuracy]
+    if report.k > 1:
+        drawers.append(_pass_at_k)
+    if report.loo:
+        drawers.append(_loo)
+    figure = Figure(figsize=(6.5 * len(drawers), 4.8), layout="constrained")
+    for ax, draw in zip(figure.subplots(1, len(drawers), squeeze=False)[0], drawers, strict=True):
+        draw(ax, report)
     title = f"PERSONA Bench: {report.model} judged by {report.judge_model}"
     figure.suptitle(title + (f"\n{report.note}" if report.note else ""))
     figure.savefig(path, dpi=100)

@@ -54,6 +54,16 @@ class SliceResult(msgspec.Struct):
     accuracy: dict[str, stats.Estimate | None]  # by mode, draw 0
 
 
+class LooResult(msgspec.Struct):
+    """The judge's labels with the full persona against those without `attribute`."""
+
+    attribute: str
+    agreement: stats.Agreement  # kappa with its interval, over (mode, sample), draw 0
+    accuracy_full: float
+    accuracy_without: float
+    change: float  # accuracy without the attribute minus with it
+
+
 class EvalReport(msgspec.Struct):
     note: str | None
     command: str
@@ -68,6 +78,7 @@ class EvalReport(msgspec.Struct):
     modes: list[ModeResult]
     comparisons: list[stats.Paired]
     slices: list[SliceResult] = msgspec.field(default_factory=list)
+    loo: list[LooResult] = msgspec.field(default_factory=list)
 
 
 class Tally(msgspec.Struct):
@@ -75,11 +86,13 @@ class Tally(msgspec.Struct):
 
     scores: dict[str, dict[tuple[str, int], int]]
     usage: dict[str, ModeUsage]
+    loo: dict[int, dict[tuple[str, str], int]]  # attribute index → (mode, sample) → draw-0 score
 
 
 def tally(rows: list[TerminalRow], modes: tuple[str, ...], prices: Mapping[str, Price]) -> Tally:
     scores: dict[str, dict[tuple[str, int], int]] = {m: {} for m in modes}
     usage = {m: ModeUsage() for m in modes}
+    loo: dict[int, dict[tuple[str, str], int]] = {}
     for row in rows:
         kind, mode, sample, draw = row.id.split(":")
         use = usage[mode]
@@ -93,9 +106,14 @@ def tally(rows: list[TerminalRow], modes: tuple[str, ...], prices: Mapping[str, 
             use.cached += 1
         elif row.model in prices:
             use.cost_usd += prices[row.model].cost(row.prompt_tokens, row.completion_tokens)
-        if kind == "judge" and row.result is not None:
-            scores[mode][(sample, int(draw))] = parse_verdict(reply_text(row.result)).score
-    return Tally(scores, usage)
+        if row.result is None or kind == "answer":
+            continue
+        score = parse_verdict(reply_text(row.result)).score
+        if kind == "judge":
+            scores[mode][(sample, int(draw))] = score
+        elif draw == "0":
+            loo.setdefault(int(kind.removeprefix("loo")), {})[(mode, sample)] = score
+    return Tally(scores, usage, loo)
 
 
 def build_report(pipeline: EvaluatePipeline, counted: Tally) -> EvalReport:
@@ -139,7 +157,25 @@ def build_report(pipeline: EvaluatePipeline, counted: Tally) -> EvalReport:
         comparisons,
     )
     report.slices = slice_results(pipeline, firsts)
+    report.loo = loo_results(pipeline, counted, firsts)
     return report
+
+
+def loo_results(
+    pipeline: EvaluatePipeline, counted: Tally, firsts: dict[str, dict[str, int]]
+) -> list[LooResult]:
+    results = []
+    for index, attribute in enumerate(pipeline.settings.loo):
+        without = counted.loo.get(index, {})
+        keys = [(m, x) for m, first in firsts.items() for x in first if (m, x) in without]
+        if not keys:
+            continue
+        full = [firsts[m][x] for m, x in keys]
+        less = [without[key] for key in keys]
+        agreement = stats.agreement(full, less, pipeline.settings.seed)
+        a_full, a_less = sum(full) / len(full), sum(less) / len(less)
+        results.append(LooResult(attribute, agreement, a_full, a_less, a_less - a_full))
+    return results
 
 
 def slice_results(
@@ -191,6 +227,7 @@ def render_md(report: EvalReport) -> str:
             f"| {u.prompt_tokens} | {u.completion_tokens} | {u.cost_usd:.4f} |"
         )
     lines += _comparison_lines(report) + _pass_lines(report) + _slice_lines(report)
+    lines += _loo_lines(report)
     if report.note:
         lines += ["", f"_{report.note}_"]
     return "\n".join(lines) + "\n"
@@ -249,6 +286,25 @@ def _slice_lines(report: EvalReport) -> list[str]:
             for m in modes
         ]
         lines.append(f"| {s.slice} | {s.size} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _loo_lines(report: EvalReport) -> list[str]:
+    if not report.loo:
+        return []
+    lines = [
+        "",
+        "## Leave one out (judge with vs without the attribute; draw 0, all modes)",
+        "",
+        "| attribute | n | kappa | 95 % interval | agreement % | accuracy change (pp) |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
+    for r in report.loo:
+        a = r.agreement
+        lines.append(
+            f"| {r.attribute} | {a.n} | {a.kappa:.3f} | [{a.kappa_low:.3f}, "
+            f"{a.kappa_high:.3f}] | {_pct(a.agreement)} | {_pct(r.change)} |"
+        )
     return lines
 
 

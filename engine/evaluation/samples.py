@@ -19,6 +19,7 @@ from engine.persona.paths import DEFAULT_PERSONAS_PATH, DEFAULT_PROMPTS_PATH
 from engine.persona.prompt_select import paper_split_sizes, split_prompts
 from engine.persona.prompts import PromptFileError, load_prompts
 from engine.persona.run import load_personas
+from schemas.persona import ATTRIBUTE_NAMES
 from schemas.prompt import Prompt
 
 
@@ -39,6 +40,8 @@ class EvalSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     personas_path: str = str(DEFAULT_PERSONAS_PATH)
     prompts_path: str = str(DEFAULT_PROMPTS_PATH)
     template_version: str = TEMPLATE_VERSION
+    # leave-one-out: for each attribute, a second judge of every answer without it
+    loo: tuple[str, ...] = ()
 
 
 class Sample(msgspec.Struct, frozen=True, gc=False):
@@ -62,6 +65,21 @@ def signature(settings: EvalSettings) -> str:
         msgspec.json.encode(msgspec.structs.replace(settings, personas_path="", prompts_path=""))
     )
     return digest.hexdigest()
+
+
+def without_attribute(persona: str, attribute: str) -> str:
+    """The rendered persona (one `name: value` line each) without `attribute`'s line."""
+    prefix = f"{attribute}:"
+    return "\n".join(line for line in persona.splitlines() if not line.startswith(prefix))
+
+
+def check_attributes(names: tuple[str, ...]) -> None:
+    unknown = [name for name in names if name not in ATTRIBUTE_NAMES]
+    if unknown or not names:
+        raise SettingsError(
+            f"--attributes: unknown attribute(s) {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(ATTRIBUTE_NAMES)})"
+        )
 
 
 def heldout_prompts(path: Path, split_seed: int) -> list[Prompt]:

@@ -177,3 +177,40 @@ def test_answers_and_verdicts_are_parsed_or_refused() -> None:
     for bad in ("fine", '{"needs_revision": "no"}', verdict(True)[:-1]):
         with pytest.raises(FormatError):
             parse_verdict(bad)
+
+
+class FemaleJudge:
+    """Unique answers; a judge passes an answer when the persona it is shown is female."""
+
+    def __call__(self, payload: bytes) -> str:
+        text = user_text(payload)
+        if "needs_revision" not in text:
+            return f"ANSWER: answer {hashlib.sha256(payload).hexdigest()[:8]}"
+        return verdict("\nsex: Female\n" in text)
+
+
+async def test_leave_one_out_judges_each_answer_without_each_attribute(
+    queue: WorkQueue, tmp_path: Path
+) -> None:
+    settings = EvalSettings(n=30, modes=("output_only",), loo=("sex", "age"))
+    transport = FakeTransport(FemaleJudge())
+    await run(queue, EvaluatePipeline(settings), transport, tmp_path)
+    loo_calls = [user_text(c.payload) for c in transport.calls if c.stage == "loo.output_only"]
+    assert len(loo_calls) == 2 * 30
+    assert sum("\nsex: " not in t for t in loo_calls) == 30
+    report = json.loads((tmp_path / "report.json").read_text())
+    by_attribute = {r["attribute"]: r for r in report["loo"]}
+    women = report["modes"][0]["accuracy"]["value"]
+    assert 0 < women < 1
+    assert by_attribute["age"]["agreement"]["kappa"] == 1.0
+    assert by_attribute["age"]["change"] == 0.0
+    assert by_attribute["sex"]["accuracy_without"] == 0.0
+    assert by_attribute["sex"]["change"] == pytest.approx(-women)
+    assert by_attribute["sex"]["agreement"]["kappa"] == 0.0
+    assert "## Leave one out" in (tmp_path / "report.md").read_text()
+
+
+async def test_an_unknown_leave_one_out_attribute_enqueues_nothing(queue: WorkQueue) -> None:
+    with pytest.raises(SettingsError, match="--attributes: unknown attribute"):
+        await EvaluatePipeline(EvalSettings(n=2, loo=("colour",))).prepare(queue)
+    assert (await queue.counts()).total == 0

@@ -53,3 +53,32 @@ def test_evaluate_killed_then_resumed_scores_every_sample_once(tmp_path: Path) -
         assert mode["usage"]["calls"] == 2 * N * K
     assert len(report["comparisons"]) == 6
     assert SIMULATED_NOTE in (run_dir / "report.md").read_text()
+
+
+def test_loo_and_verify_killed_then_resumed_label_every_item_once(tmp_path: Path) -> None:
+    gen, loo_dir = tmp_path / "gen", tmp_path / "loo"
+    with simulator("--latency-ms", "2") as sim:
+        common = ("--base-url", sim.base_url, "--concurrency", str(CONCURRENCY), "--no-cache")
+        generated = run_engine("generate", "--personas", "8", "--prompts-per-persona", "8",
+                               "--run-dir", str(gen), *common)  # fmt: skip
+        assert generated.returncode == 0, generated.stderr
+        verify_args = ("verify", "--run-dir", str(gen), "--n", "50", *common)
+        loo_args = ("evaluate", "loo", "--attributes", "age,sex", "--n", "30",
+                    "--run-dir", str(loo_dir), *common)  # fmt: skip
+        for args in (verify_args, loo_args):
+            crashed = run_engine(*args, env={ENV: "after_append:3"})
+            assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+            resumed = run_engine(*args)
+            assert resumed.returncode == 0, resumed.stderr
+
+    labels = (gen / "verify" / "verify.labels.jsonl").read_text().splitlines()
+    ids = [json.loads(line)["id"] for line in labels]
+    assert len(ids) == len(set(ids)) == 50
+    verify_report = json.loads((gen / "verify" / "verify.report.json").read_text())
+    assert verify_report["judged"] == 50
+    assert 0.0 <= verify_report["position_bias"] <= 1.0
+    assert verify_report["note"] == SIMULATED_NOTE
+    loo_report = json.loads((loo_dir / "report.json").read_text())
+    assert [r["attribute"] for r in loo_report["loo"]] == ["age", "sex"]
+    assert {r["agreement"]["n"] for r in loo_report["loo"]} == {30}
+    assert loo_report["modes"][0]["scored"] == 30

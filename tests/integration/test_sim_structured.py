@@ -4,6 +4,7 @@ following the schema, verdicts at the configured pass rate, a 400 for unknown ty
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -87,3 +88,33 @@ async def test_an_unknown_response_format_is_a_400_that_says_why(
     assert status == 400
     assert "response_format type 'xml' is not supported" in data["error"]["message"]
     assert data["error"]["param"] == "response_format"
+
+
+async def test_a_stream_is_read_by_the_openai_sdk_chunk_by_chunk() -> None:
+    from openai import AsyncOpenAI  # noqa: PLC0415 (only this test needs the SDK)
+
+    async with await start_simulator(SimConfig(output_tokens=30)) as sim:
+        client = AsyncOpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=0)
+        try:
+            messages: Any = [{"role": "user", "content": "stream me"}]
+            whole = await client.chat.completions.create(model="m", messages=messages)
+            chunks = await client.chat.completions.create(
+                model="m", messages=messages, stream=True,
+                stream_options={"include_usage": True},
+            )  # fmt: skip
+            parts, finish, usage = [], None, None
+            async for chunk in chunks:
+                if chunk.choices:
+                    parts.append(chunk.choices[0].delta.content or "")
+                    finish = chunk.choices[0].finish_reason or finish
+                usage = chunk.usage or usage
+        finally:
+            await client.close()
+    text = "".join(parts)
+    assert len(parts) > 3
+    assert re.fullmatch(r"[a-z]+( [a-z]+)*", text)
+    assert finish == "stop"
+    assert usage is not None
+    assert usage.completion_tokens == len(text.split())  # 1 word = 1 token, as unstreamed
+    assert whole.usage is not None
+    assert whole.choices[0].message.content != text  # "stream" is part of the request body

@@ -27,7 +27,7 @@ from schemas.openai import (
     chat_request_decoder,
     json_encoder,
 )
-from workers.sim import bodies, structured
+from workers.sim import bodies, streaming, structured
 from workers.sim.config import SimConfig
 from workers.sim.faults import Fault, FaultPlan, draw_latency_s, in_outage
 from workers.sim.limits import SimRateLimiter, retry_after_headers
@@ -205,6 +205,10 @@ class Simulator:
         payload, fp, completion = self._render(body, chat, prompt, cap, request_id, schema)
         self.counters.count_completion(fp, prompt, completion, request.headers.get(STAGE_HEADER))
         headers["x-request-id"] = f"req_{request_id}"
+        stream, include_usage = streaming.wants_stream(body)
+        if stream:  # server-sent events (workers.sim.streaming)
+            sse = streaming.sse_body(payload, include_usage)
+            return web.Response(body=sse, content_type=streaming.CONTENT_TYPE, headers=headers)
         return web.Response(body=payload, content_type=bodies.JSON, headers=headers)
 
     def _admit(self, cost_tokens: int, now_s: float) -> dict[str, str]:

@@ -85,6 +85,13 @@ def _add_evaluate_arguments(p: argparse.ArgumentParser, mode: str, run_dir: Path
     )
     p.add_argument("--max-tokens", type=positive_int, default=_D.max_tokens)
     p.add_argument(
+        "--judge-format",
+        choices=("json_schema", "json_object", "none"),
+        default=_D.judge_format,
+        help="the judge's response_format; none: the prompt alone asks for JSON "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
         "--where",
         action="append",
         default=[],
@@ -121,6 +128,7 @@ def _command(args: argparse.Namespace) -> int:
         split_seed=args.split_seed,
         answer_format=args.answer_format,
         max_tokens=args.max_tokens,
+        judge_format=args.judge_format,
         personas_path=str(args.personas_file),
         prompts_path=str(args.prompts_file),
         loo=tuple(a.strip() for a in getattr(args, "attributes", "").split(",") if a.strip()),

@@ -173,7 +173,7 @@ class EvaluatePipeline:
         user = templates.JUDGE_USER.format(
             persona=sample.persona, question=sample.question, answer=answer
         )
-        return {
+        body: dict[str, Any] = {
             "model": s.judge_model,
             "messages": [
                 {"role": "system", "content": templates.JUDGE_SYSTEM},
@@ -181,8 +181,10 @@ class EvaluatePipeline:
             ],
             "max_tokens": s.judge_max_tokens,
             "temperature": 0.0,
-            "response_format": templates.JUDGE_SCHEMA,
         }
+        if s.judge_format != "none":
+            body["response_format"] = templates.judge_response_format(s.judge_format)
+        return body
 
     async def build_requests(self, queue: WorkQueue, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
         parents = [answer_id(*split_id(job.id)[1:]) for job in jobs if not job.payload]

@@ -322,4 +322,4 @@ async def write_reports(
         f"{m.mode} {_pct(m.accuracy.value)} %" for m in report.modes if m.accuracy is not None
     )
     note = f" ({SIMULATED_NOTE})" if report.note else ""
-    return f"accuracy: {summary}{note} -> {run_dir / REPORT_MD}"
+    return f"accuracy: {summary or 'nothing scored'}{note} -> {run_dir / REPORT_MD}"

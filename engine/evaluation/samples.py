@@ -37,6 +37,8 @@ class EvalSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     temperature: float = 0.7
     max_tokens: int = 512
     judge_max_tokens: int = 512
+    # how the judge is asked for JSON: json_schema, json_object or none (the prompt alone)
+    judge_format: str = "json_schema"
     personas_path: str = str(DEFAULT_PERSONAS_PATH)
     prompts_path: str = str(DEFAULT_PROMPTS_PATH)
     template_version: str = TEMPLATE_VERSION

@@ -83,6 +83,11 @@ JUDGE_SCHEMA: Final[dict[str, Any]] = {
 }
 
 
+def judge_response_format(kind: str) -> dict[str, Any]:
+    """`--judge-format`: the schema itself, or a plain JSON object (the prompt names the keys)."""
+    return JUDGE_SCHEMA if kind == "json_schema" else {"type": "json_object"}
+
+
 def system_prompt(mode: str, persona: str) -> str:
     return _PLAIN_SYSTEM if mode == "baseline" else _PERSONA_SYSTEM.format(persona=persona)
 

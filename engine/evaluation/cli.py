@@ -14,17 +14,37 @@ import argparse
 import os
 import shlex
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from engine.argtypes import positive_int
-from engine.config import add_engine_flags
+from engine.config import EngineConfig, add_engine_flags, resolve
+from engine.errors import UserError
 from engine.evaluation.samples import EvalSettings
 from engine.evaluation.templates import MODES
 from engine.exits import EXIT_USAGE
 
 _D = EvalSettings()
+
+
+def _resolve(args: argparse.Namespace) -> EngineConfig | None:
+    """The engine configuration (defaults, --config, flags), or None after saying why not."""
+    try:
+        return resolve(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _run_async(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    from workers import loops  # noqa: PLC0415 (uvloop: only when a command runs)
+
+    return loops.run(main)
+
+
 SIM_PASS_RATE_FLAG = "--pass-rate"
 
 
@@ -109,8 +129,6 @@ def _add_evaluate_arguments(p: argparse.ArgumentParser, mode: str, run_dir: Path
 
 
 def _command(args: argparse.Namespace) -> int:
-    from engine.cli import _resolve, _run_async  # noqa: PLC0415 (the CLI imports this module)
-    from engine.errors import UserError  # noqa: PLC0415
     from engine.evaluation.pipeline import EvaluatePipeline  # noqa: PLC0415
     from engine.evaluation.slices import parse_clause  # noqa: PLC0415
     from engine.generate import GenerateOptions, generate  # noqa: PLC0415
@@ -171,8 +189,6 @@ def add_verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _verify_command(args: argparse.Namespace) -> int:
-    from engine.cli import _resolve, _run_async  # noqa: PLC0415
-    from engine.errors import UserError  # noqa: PLC0415
     from engine.evaluation import verify  # noqa: PLC0415
     from engine.generate import GenerateOptions, generate  # noqa: PLC0415
 

@@ -185,7 +185,8 @@ class VerifyPipeline:
     async def prepare(self, queue: WorkQueue) -> None:
         stored = await queue.get_meta(SETTINGS_KEY)
         if stored is not None:
-            if stored != _encoder.encode(self.settings).decode():
+            same = msgspec.json.decode(stored, type=VerifySettings)
+            if msgspec.structs.replace(same, simulated=self.settings.simulated) != self.settings:
                 raise SettingsChanged("this out dir was started with other settings or pairs")
             await self.load(queue)
             return

@@ -9,7 +9,7 @@ prepare   fresh run: draw the samples, enqueue the jobs with the samples as reco
           settings, signature and command as meta; resumed run: the same signature, or
           SettingsChanged (use a new --run-dir: unchanged requests come from the cache)
 check     answers follow their format, verdicts parse (InvalidOutput otherwise: retried)
-export    report.json, report.md (engine.evaluation.report)
+export    report.json, report.md, report.png (engine.evaluation.report, .plot)
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from engine.queue import WorkQueue
 from engine.queue.memory import MemoryQueue
 from engine.run import Coordinator, RunConfig
 from tests.fakes import NO_BACKOFF, FakeTransport, fake_dispatcher, user_text
+from workers.executor import done
 
 SETTINGS = EvalSettings(n=6, k=2, seed=5)
 
@@ -139,8 +140,6 @@ async def test_a_resumed_pipeline_builds_the_same_judge_request(queue: WorkQueue
     [answer] = await queue.claim(10, now=1.0, lease_s=60.0)
     transport = FakeTransport(Provider())
     result = await transport.call(answer.payload, answer.stage)
-    from workers.executor import done  # noqa: PLC0415
-
     await queue.commit([done(answer, result, 1.0, 2.0)], {})
     [child] = await queue.claim(10, now=3.0, lease_s=60.0)
     resumed = EvaluatePipeline(EvalSettings(n=99))
@@ -214,3 +213,38 @@ async def test_an_unknown_leave_one_out_attribute_enqueues_nothing(queue: WorkQu
     with pytest.raises(SettingsError, match="--attributes: unknown attribute"):
         await EvaluatePipeline(EvalSettings(n=2, loo=("colour",))).prepare(queue)
     assert (await queue.counts()).total == 0
+
+
+class StubbornJudge:
+    """Answers; the judge of one sample never returns JSON (the rest pass)."""
+
+    def __init__(self, sample_question: str) -> None:
+        self.question = sample_question
+
+    def __call__(self, payload: bytes) -> str:
+        text = user_text(payload)
+        if "needs_revision" not in text:
+            return f"ANSWER: answer {hashlib.sha256(payload).hexdigest()[:8]}"
+        return "no JSON here" if self.question in text else verdict(True)
+
+
+async def test_a_judge_that_never_parses_fails_and_is_not_scored(
+    queue: WorkQueue, tmp_path: Path
+) -> None:
+    settings = EvalSettings(n=5, modes=("baseline",))
+    question = draw_samples(settings)[0].question
+    transport = FakeTransport(StubbornJudge(question))
+    await run(queue, EvaluatePipeline(settings), transport, tmp_path)
+    refused = [
+        c
+        for c in transport.calls
+        if c.stage == "judge.baseline" and question in user_text(c.payload)
+    ]
+    assert len(refused) == NO_BACKOFF.max_attempts * sum(
+        s.question == question for s in draw_samples(settings)
+    )
+    report = json.loads((tmp_path / "report.json").read_text())
+    [mode] = report["modes"]
+    assert mode["scored"] == 5 - len(refused) // NO_BACKOFF.max_attempts
+    assert mode["accuracy"]["value"] == 1.0  # the failed sample is not a silent 0 or 1
+    assert mode["usage"]["failed"] == len(refused) // NO_BACKOFF.max_attempts

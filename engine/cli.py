@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.argtypes import positive_int
+from engine.deadline_cli import add_deadline_flags, deadline_config
 from engine.exits import EXIT_USAGE
 from engine.logs import configure_logging
 from engine.persona.paths import DEFAULT_PERSONAS_PATH, DEFAULT_PROMPTS_PATH
@@ -89,6 +90,7 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument("--retry-max-s", type=float, default=60.0, help="longest retry delay")
     p.add_argument("--timeout-s", type=float, default=120.0, help="per-request timeout")
+    add_deadline_flags(p)
     p.add_argument(
         "--grace-s",
         type=float,
@@ -155,6 +157,7 @@ def _run_generate(args: argparse.Namespace) -> int:
             max_attempts=args.max_attempts, base_s=args.retry_base_s, max_s=args.retry_max_s
         ),
         seed=args.seed,
+        deadline=deadline_config(args),
     )
     graph = GraphConfig(
         answer_model=args.answer_model or args.model,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import msgspec
 
+from engine.abandoned import abandoned_calls
 from engine.output import OutputFiles
 from engine.persona.export import export_pairs
 from engine.persona.run import is_persona_run
@@ -27,6 +28,7 @@ class StatusReport(msgspec.Struct):
     elapsed_s: float | None
     by_model: dict[str, ModelCost]
     cost_usd: float | None  # paid calls only; None when a model has no price
+    abandoned_calls: int = 0  # cut off by the adaptive deadline and retried: may be paid twice
 
 
 class ModelCost(msgspec.Struct):
@@ -95,6 +97,11 @@ def render_status(report: StatusReport) -> str:
         )
     if report.cost_usd is not None:
         lines.append(f"  cost ${report.cost_usd:.4f} (paid calls; cached ones cost nothing)")
+    if report.abandoned_calls:
+        lines.append(
+            f"  abandoned calls {report.abandoned_calls} (past the adaptive deadline, retried; "
+            "each may have been paid twice)"
+        )
     if report.elapsed_s is not None:
         lines.append(f"  elapsed {report.elapsed_s:.1f} s (first call to last finish)")
     return "\n".join(lines)
@@ -108,6 +115,7 @@ async def status_command(run_dir: Path, as_json: bool, prices_path: Path | None 
     queue = await SQLiteQueue.open(path)
     try:
         report = status_report(run_dir, await queue.counts(), load_prices(prices_path))
+        report.abandoned_calls = await abandoned_calls(queue)
     finally:
         await queue.close()
     print(msgspec.json.encode(report).decode() if as_json else render_status(report))

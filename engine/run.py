@@ -21,6 +21,7 @@ import msgspec
 import structlog
 
 from engine.abandoned import AbandonedCounter, abandoned_calls
+from engine.commit_waits import CommitWaits
 from engine.crashpoints import NONE as NO_CRASH
 from engine.crashpoints import CrashPoints
 from engine.output import OutputFiles, row_of
@@ -98,6 +99,7 @@ class Coordinator:
         self._changed = asyncio.Event()
         self.stats = RunStats()
         self.abandoned = AbandonedCounter()  # calls cut off by the adaptive deadline
+        self._commit_waits = CommitWaits()  # a worker's next call waits for its last commit
 
     @property
     def stopping(self) -> bool:
@@ -184,7 +186,9 @@ class Coordinator:
                 raise
             finally:
                 self.stats.in_flight -= 1
+            committed = self._commit_waits.expect(job.seq)
             self._outcomes.put_nowait(outcome)
+            await committed  # bounds paid-but-uncommitted calls by the workers (SIGKILL)
 
     async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
         for _ in workers:
@@ -223,6 +227,7 @@ class Coordinator:
         for outcome in batch:
             self._release(outcome.seq)
             self.stats.record(outcome)
+        self._commit_waits.committed(o.seq for o in batch)
         self._changed.set()
 
     def _release(self, seq: int) -> None:

@@ -24,7 +24,7 @@ import msgspec
 
 class DeadlineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool = True
-    floor_s: float = 15.0  # never abandon a call sooner than this
+    floor_s: float = 10.0  # never abandon a call sooner than this
     p99_mult: float = 4.0  # abandon beyond this multiple of the key's observed p99
     min_samples: int = 50  # successful calls of a key before its p99 is trusted
     window: int = 512  # the most recent successful calls kept per key

@@ -6,6 +6,8 @@ import json
 import random
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import read_jsonl, request, run_engine, simulator, write_lines
 
 HANG_RATE = 0.01
@@ -20,7 +22,10 @@ def _hung_among(requests: int) -> int:
     return sum(rng.random() < HANG_RATE for _ in range(requests))
 
 
-def test_hung_calls_are_abandoned_and_retried_well_before_the_timeout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["aiohttp", "sdk"])
+def test_hung_calls_are_abandoned_and_retried_well_before_the_timeout(
+    tmp_path: Path, transport: str
+) -> None:
     n = 300
     requests = write_lines(tmp_path / "in.jsonl", [request(f"r{i}", f"{i}?") for i in range(n)])
     run_dir = tmp_path / "run"
@@ -29,7 +34,7 @@ def test_hung_calls_are_abandoned_and_retried_well_before_the_timeout(tmp_path: 
         out = run_engine(
             "generate", "--requests", str(requests), "--run-dir", str(run_dir),
             "--base-url", sim.base_url, "--concurrency", "8", "--timeout-s", str(TIMEOUT_S),
-            "--deadline-floor-s", "3", "--deadline-min-samples", "20",
+            "--deadline-floor-s", "3", "--deadline-min-samples", "20", "--transport", transport,
         )  # fmt: skip
         received = sim.stats()["requests_received"]
     assert out.returncode == 0, out.stderr

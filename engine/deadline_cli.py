@@ -10,6 +10,13 @@ from workers.deadline import DeadlineConfig
 _DEFAULT = DeadlineConfig()
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def add_deadline_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--adaptive-deadline",
@@ -21,13 +28,13 @@ def add_deadline_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--deadline-floor-s",
-        type=float,
+        type=positive_float,
         default=_DEFAULT.floor_s,
         help="never abandon a call sooner than this (default: %(default)s)",
     )
     p.add_argument(
         "--deadline-p99-mult",
-        type=float,
+        type=positive_float,
         default=_DEFAULT.p99_mult,
         help="abandon beyond this multiple of the observed p99 latency (default: %(default)s)",
     )

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from workers.deadline import (
+    MIN_RECHECK_S,
     DeadlineConfig,
     Deadlines,
     LatencyWindow,
@@ -100,3 +101,9 @@ def test_the_default_multiple_covers_a_lognormal_tail() -> None:
 def test_off_means_no_tracker() -> None:
     assert deadlines_of(DeadlineConfig(enabled=False)) is None
     assert isinstance(deadlines_of(DeadlineConfig()), Deadlines)
+
+
+def test_an_unknown_deadline_is_looked_at_again_not_in_a_tight_loop() -> None:
+    deadlines = Deadlines(DeadlineConfig(floor_s=0.0001))
+    assert deadlines.deadline_s(("m", 0)) is None
+    assert deadlines.check_after_s(("m", 0)) == MIN_RECHECK_S

@@ -45,7 +45,7 @@ class _Watch:
         now = self._loop.time()
         deadline = self._deadlines.deadline_s(self._key)
         if deadline is None:
-            self._handle = self._loop.call_at(now + self._deadlines.config.floor_s, self._check)
+            self._handle = self._loop.call_at(now + self._deadlines.recheck_s(), self._check)
         elif now >= self.started + deadline:
             self._timeout.reschedule(now)  # expires at once: the call is cancelled
         else:

@@ -31,6 +31,9 @@ class DeadlineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     recompute_every: int = 16
 
 
+#: while a key's deadline is unknown, its calls are looked at again at least this far apart
+MIN_RECHECK_S = 0.1
+
 #: (model, max_tokens bucket)
 Key = tuple[str, int]
 
@@ -121,7 +124,11 @@ class Deadlines:
         """When (after its start) to look at a call of `key` again: its deadline, or the floor
         while the deadline is unknown (samples may have arrived by then)."""
         deadline = self.deadline_s(key)
-        return self.config.floor_s if deadline is None else deadline
+        return self.recheck_s() if deadline is None else deadline
+
+    def recheck_s(self) -> float:
+        """How long to wait before looking again at a call whose key has no deadline yet."""
+        return max(self.config.floor_s, MIN_RECHECK_S)
 
 
 def deadlines_of(config: DeadlineConfig) -> Deadlines | None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from engine.abandoned import META_KEY, AbandonedCounter, abandoned_in
+from engine.report import StatusReport, render_status
 from schemas.job import ErrorInfo, Failed, Outcome, Released, Retry
 
 _ABANDONED = ErrorInfo(kind="CallAbandoned", message="abandoned")
@@ -25,3 +28,14 @@ def test_the_committed_value_is_the_running_total_across_processes() -> None:
     assert counter.meta_for([Retry(2, _ABANDONED, 0.0, 0.0)]) == {META_KEY: "8"}
     assert counter.meta_for([Retry(3, _ABANDONED, 0.0, 0.0)] * 2) == {META_KEY: "10"}
     assert (counter.this_run, counter.total) == (3, 10)
+
+
+def test_status_shows_abandoned_calls_only_when_there_are_some() -> None:
+    report = StatusReport(
+        run_dir="runs/x", total=1, by_status={"done": 1}, by_stage={}, attempts=2,
+        prompt_tokens=1, completion_tokens=1, elapsed_s=None, by_model={}, cost_usd=None,
+    )  # fmt: skip
+    assert "abandoned" not in render_status(report)
+    report.abandoned_calls = 3
+    assert "  abandoned calls 3 (past the adaptive deadline" in render_status(report)
+    assert b'"abandoned_calls":3' in msgspec.json.encode(report)

@@ -2,7 +2,8 @@
 
     EngineConfig                  endpoint, cache, prices, progress, built-in simulator
     ├── run: RunConfig            concurrency, timeouts, grace, lease, batches, seed
-    │   └── retry: RetryPolicy    attempts and backoff
+    │   ├── retry: RetryPolicy    attempts and backoff
+    │   └── deadline              the adaptive deadline of hung calls (workers.deadline)
     ├── breaker: BreakerConfig    when an outage pauses dispatch, how it is probed
     └── limits: LimitFlags        the RPM/TPM budgets, overall and per model
 
@@ -37,7 +38,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from engine.argtypes import positive_int
+from engine.argtypes import positive_float, positive_int
 from engine.errors import SettingsError
 from engine.run import RunConfig
 from ratelimits.breaker import BreakerConfig
@@ -149,6 +150,32 @@ FLAGS: tuple[Flag, ...] = (
         ("run", "grace_s"),
         "on SIGINT/SIGTERM, how long in-flight calls may finish",
         float,
+    ),
+    Flag(
+        "--adaptive-deadline",
+        ("run", "deadline", "enabled"),
+        "abandon and retry a call that runs far beyond calls of the same model and max_tokens "
+        "(max(--deadline-floor-s, --deadline-p99-mult x their p99)); --timeout-s stays the "
+        "hard cap",
+        action=argparse.BooleanOptionalAction,
+    ),
+    Flag(
+        "--deadline-floor-s",
+        ("run", "deadline", "floor_s"),
+        "never abandon a call sooner than this",
+        positive_float,
+    ),
+    Flag(
+        "--deadline-p99-mult",
+        ("run", "deadline", "p99_mult"),
+        "abandon beyond this multiple of the observed p99 latency",
+        positive_float,
+    ),
+    Flag(
+        "--deadline-min-samples",
+        ("run", "deadline", "min_samples"),
+        "completed calls of a model and max_tokens before their p99 is used",
+        positive_int,
     ),
     Flag("--lease-s", ("run", "lease_s"), "lease of a claimed job (renewed while held)", float),
     Flag("--seed", ("run", "seed"), "seed of the run (sampling, jitter, request bodies)", int),

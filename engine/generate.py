@@ -18,6 +18,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
+from engine.abandoned import abandoned_line
 from engine.config import EngineConfig
 from engine.crashpoints import CrashPoints
 from engine.endpoint import cache_scope, chosen_base_url
@@ -37,6 +38,7 @@ from ratelimits.clock import LoopClock
 from ratelimits.limiter import LimiterRegistry, LimitsConfig
 from schemas.job import Status
 from workers.client import AiohttpTransport, ChatTransport
+from workers.deadline import deadlines_of
 from workers.dispatch import Dispatcher, Validator
 
 log = structlog.get_logger()
@@ -172,6 +174,7 @@ def _dispatcher(options: GenerateOptions, base_url: str, validator: Validator) -
         random.Random(options.run.seed),
         coalesce=options.cache_path is not None,
         validator=validator,
+        deadlines=deadlines_of(options.run.deadline),
     )
 
 
@@ -209,6 +212,7 @@ async def _run(
     interrupted = coordinator.stopping
     counts = await queue.counts()
     summary = {**reporter.snapshot(), **_resource_usage(stats)}
+    summary["abandoned_calls"] = coordinator.abandoned.this_run
     log.info("run.finished" if not interrupted else "run.interrupted", **summary)
     if interrupted:
         print(
@@ -220,6 +224,8 @@ async def _run(
             f"complete: {counts.count(Status.DONE)} done, {counts.count(Status.FAILED)} failed "
             f"-> {options.run_dir}"
         )
+    if coordinator.abandoned.this_run:
+        print(abandoned_line(coordinator.abandoned.this_run))
     return _exit_code(counts.count(Status.FAILED), interrupted)
 
 

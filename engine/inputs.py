@@ -45,6 +45,8 @@ def _parse_line(path: Path, number: int, raw: bytes) -> NewJob:
         item = batch_input_decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise InputError(path, number, f"not a valid request line: {exc}") from None
+    except RecursionError:
+        raise InputError(path, number, "not a valid request line: nested too deeply") from None
     if not item.custom_id:
         raise InputError(path, number, "custom_id is empty")
     if item.method.upper() != "POST":
@@ -56,6 +58,9 @@ def _parse_line(path: Path, number: int, raw: bytes) -> NewJob:
         request = msgspec.convert(item.body, ChatRequest)
     except msgspec.ValidationError as exc:
         raise InputError(path, number, f"body is not a chat-completions request: {exc}") from None
+    problem = request_problem(request)
+    if problem:
+        raise InputError(path, number, f"body is not a valid chat-completions request: {problem}")
     payload = canonical_body(item.body)
     return NewJob(
         id=item.custom_id,
@@ -65,6 +70,17 @@ def _parse_line(path: Path, number: int, raw: bytes) -> NewJob:
         model=request.model,
         est_tokens=estimate_tokens(request),
     )
+
+
+def request_problem(request: ChatRequest) -> str:
+    """What makes a decoded request one every API refuses (400), or "" when nothing does."""
+    if not request.messages:
+        return "'messages' must not be empty"
+    for name in ("max_tokens", "max_completion_tokens", "n"):
+        value = getattr(request, name)
+        if value is not None and value < 1:
+            return f"'{name}' must be >= 1, got {value}"
+    return ""
 
 
 def estimate_tokens(request: ChatRequest) -> int:

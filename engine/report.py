@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from engine import pipelines
+from engine.abandoned import abandoned_calls
 from engine.errors import SettingsError, UserError, exit_status_of
 from engine.output import OutputFiles
 from engine.pipeline import PIPELINE_KEY
@@ -30,6 +31,7 @@ class StatusReport(msgspec.Struct):
     elapsed_s: float | None
     by_model: dict[str, ModelCost]
     cost_usd: float | None  # paid calls only; None when a model has no price
+    abandoned_calls: int = 0  # cut off by the adaptive deadline and retried: may be paid twice
 
 
 class ModelCost(msgspec.Struct):
@@ -98,6 +100,11 @@ def render_status(report: StatusReport) -> str:
         )
     if report.cost_usd is not None:
         lines.append(f"  cost ${report.cost_usd:.4f} (paid calls; cached ones cost nothing)")
+    if report.abandoned_calls:
+        lines.append(
+            f"  abandoned calls {report.abandoned_calls} (past the adaptive deadline, retried; "
+            "each may have been paid twice)"
+        )
     if report.elapsed_s is not None:
         lines.append(f"  elapsed {report.elapsed_s:.1f} s (first call to last finish)")
     return "\n".join(lines)
@@ -130,6 +137,7 @@ async def _status(run_dir: Path, as_json: bool, prices_path: Path | None) -> int
     queue = await open_queue(run_dir)
     try:
         report = status_report(run_dir, await queue.counts(), prices)
+        report.abandoned_calls = await abandoned_calls(queue)
     finally:
         await queue.close()
     print(msgspec.json.encode(report).decode() if as_json else render_status(report))

@@ -20,12 +20,15 @@ from collections.abc import Callable
 import msgspec
 import structlog
 
+from engine.abandoned import AbandonedCounter, abandoned_calls
+from engine.commit_waits import CommitWaits
 from engine.crashpoints import NONE as NO_CRASH
 from engine.crashpoints import CrashPoints
 from engine.output import OutputFiles, row_of
 from engine.pipeline import Pipeline
 from engine.queue import WorkQueue
 from schemas.job import ClaimedJob, Done, Failed, Outcome, Released, Retry
+from workers.deadline import DeadlineConfig
 from workers.dispatch import Dispatcher, DispatchStoppedError
 from workers.executor import RetryPolicy, from_cache
 
@@ -42,6 +45,7 @@ class RunConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sweep_every_s: float = 60.0
     retry: RetryPolicy = RetryPolicy()
     seed: int = 0
+    deadline: DeadlineConfig = DeadlineConfig()  # adaptive, under timeout_s
 
 
 class RunStats:
@@ -97,6 +101,8 @@ class Coordinator:
         self._stop = asyncio.Event()
         self._changed = asyncio.Event()
         self.stats = RunStats()
+        self.abandoned = AbandonedCounter()  # calls cut off by the adaptive deadline
+        self._commit_waits = CommitWaits()  # a worker's next call waits for its last commit
 
     @property
     def stopping(self) -> bool:
@@ -110,6 +116,7 @@ class Coordinator:
         self.dispatcher.stop_waiting()
 
     async def run(self) -> RunStats:
+        self.abandoned = AbandonedCounter(await abandoned_calls(self._queue))
         async with asyncio.TaskGroup() as group:
             writer = group.create_task(self._write_loop(), name="writer")
             sweeper = group.create_task(self._sweep_loop(), name="sweeper")
@@ -185,7 +192,9 @@ class Coordinator:
                 raise
             finally:
                 self.stats.in_flight -= 1
+            committed = self._commit_waits.expect(job.seq)
             self._outcomes.put_nowait(outcome)
+            await committed  # bounds paid-but-uncommitted calls by the workers (SIGKILL)
 
     def _release_buffered(self) -> None:
         """Jobs handed out but not yet taken by a worker go back to the queue. This also
@@ -229,12 +238,13 @@ class Coordinator:
 
     async def _commit(self, batch: list[Outcome]) -> None:
         finished = [row_of(o) for o in batch if isinstance(o, Done | Failed)]
-        meta = self._output.append(finished)
+        meta = {**self._output.append(finished), **self.abandoned.meta_for(batch)}
         self._crash.reach("after_append")
         await self._queue.commit(batch, meta)
         for outcome in batch:
             self._release(outcome.seq)
             self.stats.record(outcome)
+        self._commit_waits.committed(o.seq for o in batch)
         self._changed.set()
 
     def _release(self, seq: int) -> None:

@@ -8,8 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,54 @@ class Sim:
         with urllib.request.urlopen(f"{root}/stats", timeout=10) as resp:
             data: dict[str, Any] = json.load(resp)
         return data
+
+    def completion_status(self) -> int:
+        """The HTTP status of one small completion request (counted in the stats like any)."""
+        body = {"model": "sim-small", "messages": [{"role": "user", "content": "up?"}]}
+        probe = urllib.request.Request(
+            f"{self.base_url}/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(probe, timeout=10) as resp:
+                status: int = resp.status
+        except urllib.error.HTTPError as error:
+            status = error.code
+            error.close()
+        return status
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    """Poll `condition` until it holds; the timeout is generous, a slow machine only waits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def engine_process(log_path: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`python -m engine ARGS` as a child process, its stderr (the JSON log) in `log_path`;
+    killed and reaped on the way out whatever happened, its pipes closed."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            engine_cmd(*args), cwd=ROOT, env=engine_env(), stdout=subprocess.PIPE,
+            stderr=log, text=True,
+        )  # fmt: skip
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.communicate(timeout=30)
+
+
+def logged(log_path: Path, event: str) -> bool:
+    """Whether the engine's JSON log at `log_path` holds an `event` line."""
+    return f'"event": "{event}"' in log_path.read_text()
 
 
 @contextlib.contextmanager

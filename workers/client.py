@@ -96,18 +96,16 @@ def parse_response(
         raise error_for_status(status, text, request_id, parse_retry_after(headers))
     try:
         completion = chat_response_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise MalformedResponse(
-            f"not a chat completion: {exc}",
-            status_code=status,
-            body=body[:_BODY_EXCERPT].decode("utf-8", "replace"),
-            request_id=request_id,
-        ) from None
+        if b"\n" in body or b"\r" in body:
+            body = json_encoder.encode(any_decoder.decode(body))  # output lines: one line each
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        # RecursionError: nested deeper than the decoder goes
+        raise _malformed(f"not a chat completion: {exc}", status, body, request_id) from None
     if not completion.choices:
         raise EmptyChoices("completion has no choices", status_code=status, request_id=request_id)
-    if b"\n" in body or b"\r" in body:
-        body = json_encoder.encode(any_decoder.decode(body))  # keep output lines one line each
     usage = completion.usage
+    if usage is not None and min(usage.prompt_tokens, usage.completion_tokens) < 0:
+        raise _malformed("negative token counts in usage", status, body, request_id)
     return CallResult(
         status_code=status,
         body=body,
@@ -117,6 +115,11 @@ def parse_response(
         latency_ms=latency_ms,
         ratelimit=parse_ratelimit_headers(headers),
     )
+
+
+def _malformed(message: str, status: int, body: bytes, request_id: str) -> MalformedResponse:
+    excerpt = body[:_BODY_EXCERPT].decode("utf-8", "replace")
+    return MalformedResponse(message, status_code=status, body=excerpt, request_id=request_id)
 
 
 class AiohttpTransport:

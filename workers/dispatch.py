@@ -4,7 +4,8 @@ dispatch(job):
     an identical request in flight?  → wait for it and share its answer (cached=True)
     breaker.admit()                  → during an outage, wait (or be the one probe)
     limiter.acquire(estimate)        → the model's RPM/TPM budget, first come first served
-    transport.call()                 → CallResult, or a ProviderError by class
+    transport.call()                 → CallResult, or a ProviderError by class; abandoned
+                                       (CallAbandoned) past its adaptive deadline
     settle + adapt                   → real usage back to the limiter, headers, 429s
     → Done | Retry | Failed          (an outage failure spends no attempt)
 
@@ -25,7 +26,9 @@ from ratelimits.breaker import CircuitBreaker, Permit
 from ratelimits.breaker import Outcome as CallOutcome
 from ratelimits.limiter import LimiterRegistry, RateLimiter, Reservation
 from schemas.job import ClaimedJob, Done, Failed, Retry
+from workers.abandon import call_within_deadline
 from workers.client import CallResult, ChatTransport
+from workers.deadline import Deadlines, key_of
 from workers.errors import ProviderError, RateLimited, is_outage_like
 from workers.executor import RetryPolicy, decide, done, error_info
 
@@ -47,8 +50,10 @@ class Dispatcher:
         rng: random.Random,
         coalesce: bool = True,
         validator: Validator | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self._validator = validator
+        self._deadlines = deadlines
         self._transport = transport
         self._policy = policy
         self._breaker = breaker
@@ -153,7 +158,7 @@ class Dispatcher:
         limiter = self._limits.get(job.model) if self._limits is not None else None
         permit, reservation = await self._pass_gates(job, limiter)
         try:
-            result = await self._transport.call(job.payload, job.stage)
+            result = await self._send(job)
         except ProviderError as error:
             outage = is_outage_like(error)
             kind = CallOutcome.OUTAGE if outage else CallOutcome.OTHER_FAILURE
@@ -169,6 +174,16 @@ class Dispatcher:
         self._breaker.record(permit, CallOutcome.SUCCESS)
         _after_success(limiter, reservation, result)
         return result
+
+    async def _send(self, job: ClaimedJob) -> CallResult:
+        """The transport call, under its adaptive deadline when there is one."""
+        if self._deadlines is None:
+            return await self._transport.call(job.payload, job.stage)
+        return await call_within_deadline(
+            self._deadlines,
+            key_of(job.model, job.payload),
+            lambda: self._transport.call(job.payload, job.stage),
+        )
 
 
 def _after_failure(

@@ -6,6 +6,7 @@
     │   ├── ServerError               408, 409, 5xx
     │   ├── TransportError            connection refused / reset / closed mid-body
     │   │   └── CallTimeout           no complete answer within the per-request timeout
+    │   │       └── CallAbandoned     cut off by the adaptive deadline (may be paid twice)
     │   └── MalformedResponse         200 with a body that is not a chat completion
     │       ├── EmptyChoices          a well-formed completion with no choices
     │       └── InvalidOutput         a completion that misses its stage's output format
@@ -76,6 +77,11 @@ class TransportError(RetryableError):
 
 class CallTimeout(TransportError):
     """No complete response within the per-request timeout."""
+
+
+class CallAbandoned(CallTimeout):
+    """Abandoned by the adaptive deadline: it ran far beyond calls like it (workers/deadline.py).
+    The provider may still finish and bill it, so the retry risks paying twice: counted."""
 
 
 class MalformedResponse(RetryableError):

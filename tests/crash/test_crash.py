@@ -55,9 +55,9 @@ def test_crash_point_then_resume(tmp_path: Path, point: str) -> None:
     _assert_exactly_once(run_dir)
     assert stats["unique_completions"] == N_JOBS
     # paid again: the calls in flight when the process died (the simulator still answers
-    # them) plus answered calls not yet committed (the writer's batch and those queued
-    # behind it, at most about one more round of the workers each)
-    assert stats["duplicate_completions"] <= 3 * CONCURRENCY
+    # them) and answered calls not yet committed; a worker takes no new job before its
+    # outcome is committed, so together they are at most one per worker
+    assert stats["duplicate_completions"] <= CONCURRENCY
 
 
 def test_repeated_timed_kills_then_resume(tmp_path: Path) -> None:
@@ -89,4 +89,4 @@ def test_repeated_timed_kills_then_resume(tmp_path: Path) -> None:
         stats = sim.stats()
     _assert_exactly_once(run_dir)
     assert stats["unique_completions"] == N_JOBS
-    assert stats["duplicate_completions"] <= kills * 3 * CONCURRENCY
+    assert stats["duplicate_completions"] <= kills * CONCURRENCY  # at most one per worker

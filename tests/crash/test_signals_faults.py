@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from tests.helpers import (
-    ROOT,
-    engine_cmd,
-    engine_env,
+    engine_process,
+    logged,
     read_jsonl,
     request,
     run_engine,
     simulator,
+    wait_until,
     write_lines,
 )
 
@@ -24,24 +22,8 @@ def _lines(n: int) -> list[dict[str, object]]:
     return [request(f"r{i}", f"question {i}?") for i in range(n)]
 
 
-def _start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        engine_cmd(*args), cwd=ROOT, env=engine_env(), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
-def _wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _wait_for_lines(path: Path, n: int) -> None:
-    _wait_until(lambda: path.exists() and path.read_bytes().count(b"\n") >= n, f"{n} lines")
+    wait_until(lambda: path.exists() and path.read_bytes().count(b"\n") >= n, f"{n} lines")
 
 
 def test_sigint_stops_gracefully_and_the_same_command_resumes(tmp_path: Path) -> None:
@@ -50,11 +32,11 @@ def test_sigint_stops_gracefully_and_the_same_command_resumes(tmp_path: Path) ->
     with simulator("--latency-ms", "200") as sim:
         args = ("generate", "--requests", str(requests), "--run-dir", str(run_dir),
                 "--base-url", sim.base_url, "--concurrency", "32")  # fmt: skip
-        process = _start(*args)
-        _wait_for_lines(run_dir / "results.jsonl", 100)
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=30)
-        assert process.returncode == 130, stderr
+        with engine_process(tmp_path / "engine.log", *args) as process:
+            _wait_for_lines(run_dir / "results.jsonl", 100)
+            process.send_signal(signal.SIGINT)
+            stdout, _ = process.communicate(timeout=30)
+        assert process.returncode == 130, (tmp_path / "engine.log").read_text()
         assert "run the same command to resume" in stdout
         served_at_stop = sim.stats()["completions_served"]
         status = run_engine("status", "--run-dir", str(run_dir), "--json")
@@ -88,19 +70,21 @@ def test_hanging_connections_time_out_and_are_retried(tmp_path: Path) -> None:
 def test_killed_during_an_outage_resumes_later_with_nothing_lost(tmp_path: Path) -> None:
     requests = write_lines(tmp_path / "in.jsonl", _lines(3000))
     run_dir = tmp_path / "run"
-    outage = ("--outage-after-s", "1.5", "--outage-for-s", "4")
+    log = tmp_path / "engine.log"
+    outage = ("--outage-after-requests", "300", "--outage-for-s", "4")
     with simulator("--latency-ms", "20", *outage) as sim:
         args = ("generate", "--requests", str(requests), "--run-dir", str(run_dir),
                 "--base-url", sim.base_url, "--concurrency", "16",
                 "--max-attempts", "2")  # fmt: skip
-        process = _start(*args)
-        time.sleep(3.0)  # inside the outage
-        assert process.poll() is None
-        process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=10)
+        with engine_process(log, *args) as process:
+            wait_until(lambda: logged(log, "breaker_opened"), "the breaker to open")
+            assert process.poll() is None  # inside the outage
+            process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=10)
         during = len(read_jsonl(run_dir / "results.jsonl"))
         assert during < 3000
-        time.sleep(3.0)  # the outage ends while nothing runs
+        # the outage ends while nothing runs
+        wait_until(lambda: sim.completion_status() == 200, "the outage to end")
         resumed = run_engine(*args)
         assert resumed.returncode == 0, resumed.stderr
     results = read_jsonl(run_dir / "results.jsonl")
@@ -113,18 +97,22 @@ def test_ctrl_c_during_an_outage_stops_at_once_and_spends_nothing(tmp_path: Path
     run_dir = tmp_path / "run"
     common = ("generate", "--requests", str(requests), "--run-dir", str(run_dir),
               "--concurrency", "64", "--grace-s", "60", "--max-attempts", "2")  # fmt: skip
-    with simulator("--latency-ms", "20", "--outage-after-s", "0.5", "--outage-for-s", "120") as sim:
-        process = _start(*common, "--base-url", sim.base_url)
-        _wait_until(lambda: sim.stats()["by_status"].get("503", 0) >= 20, "20 x 503")
-        # the breaker has opened: workers wait at it, nothing in flight
-        time.sleep(0.5)
+    log = tmp_path / "engine.log"
+    outage = ("--outage-after-requests", "100", "--outage-for-s", "120")
+    with (
+        simulator("--latency-ms", "20", *outage) as sim,
+        engine_process(log, *common, "--base-url", sim.base_url) as process,
+    ):
+        # the breaker has opened: workers wait at it, nothing in flight but a probe
+        wait_until(lambda: logged(log, "breaker_opened"), "the breaker to open")
+        wait_until(lambda: sim.stats()["in_flight"] == 0, "no call in flight")
         signalled = time.monotonic()
         process.send_signal(signal.SIGINT)
-        _stdout, stderr = process.communicate(timeout=60)
+        process.communicate(timeout=60)
         stopped_after_s = time.monotonic() - signalled
-    assert process.returncode == 130, stderr
+    assert process.returncode == 130, log.read_text()
     # nothing was in flight, so nothing waited out the 60 s grace (nor the 120 s outage)
-    assert stopped_after_s < 8, stderr
+    assert stopped_after_s < 30, log.read_text()
     assert not (run_dir / "errors.jsonl").read_text()  # no attempt spent, nothing failed
     status = run_engine("status", "--run-dir", str(run_dir), "--json")
     assert '"running":0' in status.stdout

@@ -66,7 +66,9 @@ def test_no_cache_pays_for_every_request(tmp_path: Path) -> None:
 def test_an_outage_pauses_dispatch_and_spends_no_attempts(tmp_path: Path) -> None:
     requests = write_lines(tmp_path / "in.jsonl", [request(f"r{i}", f"{i}?") for i in range(400)])
     run_dir = tmp_path / "run"
-    with simulator("--latency-ms", "10", "--outage-after-s", "0.5", "--outage-for-s", "3") as sim:
+    # the outage begins at the 100th request, wherever that falls in time
+    outage = ("--outage-after-requests", "100", "--outage-for-s", "3")
+    with simulator("--latency-ms", "10", *outage) as sim:
         started = time.monotonic()
         _generate(requests, run_dir, sim.base_url, "--max-attempts", "2")
         elapsed = time.monotonic() - started
@@ -75,6 +77,6 @@ def test_an_outage_pauses_dispatch_and_spends_no_attempts(tmp_path: Path) -> Non
     assert len({r["custom_id"] for r in results}) == 400  # nothing dead-lettered
     assert not (run_dir / "errors.jsonl").read_text()
     assert stats["by_status"].get("503", 0) > 0  # the outage did happen during the run
-    assert elapsed > 3.0
+    assert elapsed > 3.0  # the run waited the outage out
     # while the breaker was open only probes went out: far fewer 503s than jobs x attempts
     assert stats["by_status"]["503"] < 100, stats

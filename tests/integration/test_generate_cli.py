@@ -186,3 +186,11 @@ def test_sdk_transport(tmp_path: Path) -> None:
     assert len(read_jsonl(run_dir / "results.jsonl")) == 30
     [error] = read_jsonl(run_dir / "errors.jsonl")
     assert error["response"]["status_code"] == 404
+
+
+@pytest.mark.parametrize("flag", ["--deadline-floor-s", "--deadline-p99-mult"])
+@pytest.mark.parametrize("value", ["0", "nan"])
+def test_deadline_flags_must_be_positive(flag: str, value: str) -> None:
+    out = run_engine("generate", "--requests", "x.jsonl", flag, value)
+    assert out.returncode == 2
+    assert flag in out.stderr

@@ -78,6 +78,29 @@ def test_personas_respect_age_and_census_rules(census: tuple[Path, Path], tmp_pa
     assert roommate["household language"] == "Asian and Pacific Island languages"
 
 
+def test_meta_records_paths_relative_to_its_directory(
+    census: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "built" / "personas.jsonl"
+    build(census, out)
+    meta_text = (tmp_path / "built" / "personas.meta.json").read_text()
+    assert str(tmp_path) not in meta_text  # no machine-specific absolute path anywhere
+    command = json.loads(meta_text)["command"]
+    words = command.split()
+    census_rel = words[words.index("--census-dir") + 1]
+    national_rel = words[words.index("--national-dir") + 1]
+    assert words[words.index("--out") + 1] == "personas.jsonl"
+    assert (out.parent / census_rel).resolve() == census[0].resolve()
+    assert (out.parent / national_rel).resolve() == census[1].resolve()
+
+
+def test_the_shipped_meta_names_no_absolute_path() -> None:
+    shipped = Path(__file__).parents[2] / "engine" / "data" / "personas.meta.json"
+    command = json.loads(shipped.read_text())["command"].split()
+    for flag in ("--census-dir", "--national-dir", "--out"):
+        assert not Path(command[command.index(flag) + 1]).is_absolute()
+
+
 def test_meta_describes_the_build(census: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "personas.jsonl"
     build(census, out, seed=7)

@@ -400,27 +400,39 @@ async def test_stop_cuts_pending_hangs_short(session: aiohttp.ClientSession) -> 
     assert sim.stats()["in_flight"] == 0
 
 
+async def _until_answered(session: aiohttp.ClientSession, sim: RunningSimulator) -> float:
+    """Post until a completion succeeds; the loop time of that success."""
+    for _attempt in range(3000):
+        status, _raw, _headers = await post(session, sim, chat_body("z"))
+        if status == 200:
+            return asyncio.get_running_loop().time()
+        await asyncio.sleep(0.01)
+    raise AssertionError("the outage never ended")
+
+
 async def test_outage_window_then_recovery(session: aiohttp.ClientSession) -> None:
-    async with await start_simulator(SimConfig(outage_after_s=0.0, outage_for_s=0.5)) as sim:
+    loop = asyncio.get_running_loop()
+    before_start = loop.time()
+    async with await start_simulator(SimConfig(outage_after_s=0.0, outage_for_s=2.0)) as sim:
         status, raw, _headers = await post(session, sim, chat_body("x"))
-        await asyncio.sleep(0.55)
-        recovered, _raw, _headers = await post(session, sim, chat_body("x"))
+        recovered_at = await _until_answered(session, sim)
     assert status == 503
     assert error_of(raw).error.message == "service unavailable (simulated outage)"
-    assert recovered == 200
+    assert recovered_at - before_start >= 2.0 - 0.01  # not before the window's end
 
 
 async def test_outage_after_a_number_of_requests(session: aiohttp.ClientSession) -> None:
-    config = SimConfig(outage_after_requests=3, outage_for_s=0.4)
+    config = SimConfig(outage_after_requests=3, outage_for_s=2.0)
+    loop = asyncio.get_running_loop()
     async with await start_simulator(config) as sim:
         before = [(await post(session, sim, chat_body(f"x{i}")))[0] for i in range(2)]
         await asyncio.sleep(0.5)  # time alone starts nothing
-        during = [(await post(session, sim, chat_body(f"y{i}")))[0] for i in range(3)]
-        await asyncio.sleep(0.45)
-        after, _raw, _headers = await post(session, sim, chat_body("z"))
+        began = loop.time()
+        first, _raw, _headers = await post(session, sim, chat_body("y"))
+        recovered_at = await _until_answered(session, sim)
     assert before == [200, 200]
-    assert during == [503, 503, 503]  # from the 3rd request on, for 0.4 s
-    assert after == 200
+    assert first == 503  # from the 3rd request on
+    assert recovered_at - began >= 2.0 - 0.01  # for outage_for_s, counted from that request
 
 
 def test_outage_after_requests_is_checked() -> None:

@@ -111,7 +111,8 @@ def _file_entry(path: Path) -> dict[str, Any]:
 
 
 def build_meta(config: BuildConfig, result: BuildResult, command: str) -> dict[str, Any]:
-    """Deterministic description of a build: no timestamps, no absolute paths beyond `command`."""
+    """Deterministic description of a build: no timestamps, no absolute paths (`command`'s
+    paths are relative to the meta file's directory)."""
     population = result.population
     present = Counter(name for persona in result.personas for name in persona.attributes)
     serials = population.table.column("SERIALNO")

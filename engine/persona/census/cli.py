@@ -87,15 +87,28 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _command(args: argparse.Namespace, census_dir: Path, national_dir: Path) -> str:
+    """The build command, with every path relative to the output's directory (the data
+    directory that holds the meta file), so the meta file names no machine-specific path:
+    run from that directory, the command rebuilds the file."""
+    data_dir = Path(args.out).absolute().parent
     parts = [
         "python -m engine personas",
         f"--n {args.n}",
         f"--seed {args.seed}",
-        f"--census-dir {shlex.quote(str(census_dir))}",
-        f"--national-dir {shlex.quote(str(national_dir))}",
-        f"--out {shlex.quote(str(args.out))}",
+        f"--census-dir {shlex.quote(relative_to_dir(census_dir, data_dir))}",
+        f"--national-dir {shlex.quote(relative_to_dir(national_dir, data_dir))}",
+        f"--out {shlex.quote(Path(args.out).name)}",
     ]
     return " ".join(parts)
+
+
+def relative_to_dir(path: Path, directory: Path) -> str:
+    """`path` relative to `directory` (with `..` where needed), POSIX separators."""
+    try:
+        relative = os.path.relpath(path.absolute(), directory)
+    except ValueError:  # another drive (Windows): no relative path exists
+        return path.name
+    return Path(relative).as_posix()
 
 
 def resolve_census_dir(given: Path | None) -> Path | None:

@@ -13,15 +13,11 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine import pipelines
 from engine.argtypes import positive_int
-from engine.config import add_engine_flags
-from engine.errors import UserError
 from engine.exits import EXIT_USAGE
 from engine.logs import configure_logging
 
 if TYPE_CHECKING:
-    from engine.config import EngineConfig
     from engine.pipeline import Pipeline
 
 # Each command imports what it needs when it runs, and `main` builds only the parser of the
@@ -41,6 +37,9 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "every request of an OpenAI Batch API input file, to RUN_DIR/results.jsonl.",
     )
 
+    from engine import pipelines
+    from engine.config import add_engine_flags
+
     p.add_argument("--requests", type=Path, help="OpenAI Batch API input JSONL")
     p.add_argument(
         "--run-dir",
@@ -54,10 +53,12 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _run_generate(args: argparse.Namespace) -> int:
+    from engine import pipelines
+    from engine.config import resolve_or_report
     from engine.generate import GenerateOptions, generate
     from engine.requests import RequestsPipeline
 
-    config = _resolve(args)
+    config = resolve_or_report(args)
     if config is None:
         return EXIT_USAGE
     pipeline: Pipeline
@@ -68,17 +69,6 @@ def _run_generate(args: argparse.Namespace) -> int:
     default_dir = Path("runs/requests" if args.requests else "runs/persona")
     options = GenerateOptions.from_config(config, args.run_dir or default_dir)
     return _run_async(lambda: generate(options, pipeline))
-
-
-def _resolve(args: argparse.Namespace) -> EngineConfig | None:
-    """The engine configuration of a command (None after printing why it cannot be used)."""
-    from engine.config import resolve
-
-    try:
-        return resolve(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
 
 
 def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

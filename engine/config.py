@@ -31,6 +31,7 @@ A TOML file mirrors the tree:
 from __future__ import annotations
 
 import argparse
+import sys
 import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -318,6 +319,15 @@ def resolve(args: argparse.Namespace) -> EngineConfig:
     for flag in FLAGS:
         setattr(args, flag.dest, default_of(flag.path, config))
     return config
+
+
+def resolve_or_report(args: argparse.Namespace) -> EngineConfig | None:
+    """`resolve`, or None after printing why the settings cannot be used (for commands)."""
+    try:
+        return resolve(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
 
 
 def _replace(node: Any, path: Sequence[str], value: Any) -> Any:

@@ -21,22 +21,13 @@ from typing import Any
 import msgspec
 
 from engine.argtypes import positive_int
-from engine.config import EngineConfig, add_engine_flags, resolve
+from engine.config import add_engine_flags, resolve_or_report
 from engine.errors import UserError
 from engine.evaluation.samples import EvalSettings
 from engine.evaluation.templates import MODES
 from engine.exits import EXIT_USAGE
 
 _D = EvalSettings()
-
-
-def _resolve(args: argparse.Namespace) -> EngineConfig | None:
-    """The engine configuration (defaults, --config, flags), or None after saying why not."""
-    try:
-        return resolve(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
 
 
 def _run_async(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
@@ -133,7 +124,7 @@ def _command(args: argparse.Namespace) -> int:
     from engine.evaluation.slices import parse_clause  # noqa: PLC0415
     from engine.generate import GenerateOptions, generate  # noqa: PLC0415
 
-    config = _resolve(args)
+    config = resolve_or_report(args)
     if config is None:
         return EXIT_USAGE
     settings = EvalSettings(
@@ -192,7 +183,7 @@ def _verify_command(args: argparse.Namespace) -> int:
     from engine.evaluation import verify  # noqa: PLC0415
     from engine.generate import GenerateOptions, generate  # noqa: PLC0415
 
-    config = _resolve(args)
+    config = resolve_or_report(args)
     if config is None:
         return EXIT_USAGE
     builtin = not (config.base_url or os.environ.get("OPENAI_BASE_URL"))

@@ -112,6 +112,21 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="MODEL=N",
         help="per-model tokens per minute (repeat for several models)",
     )
+    # issue 15: rate limits found, not configured
+    p.add_argument(
+        "--rate-limit-give-up-s",
+        type=float,
+        default=3600.0,
+        help="429s never spend --max-attempts; a job the server keeps refusing fails this many "
+        "seconds after its first 429",
+    )
+    p.add_argument(
+        "--learn-rate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="learn the request rate the server allows from its 429s (below --rpm if given), "
+        "starting from the rate remembered in rates.json beside the cache",
+    )
     p.add_argument(
         "--cache",
         type=Path,
@@ -174,6 +189,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         graph=graph,
     )
     default_dir = Path("runs/requests" if args.requests else "runs/persona")
+    cache_path = None if args.no_cache else (args.cache or default_cache_path())
     options = GenerateOptions(
         run_dir=args.run_dir or default_dir,
         requests=args.requests,
@@ -183,12 +199,29 @@ def _run_generate(args: argparse.Namespace) -> int:
         simulator_args=("--latency-ms", str(args.sim_latency_ms)),
         progress=args.progress,
         run=run,
-        cache_path=None if args.no_cache else (args.cache or default_cache_path()),
+        cache_path=cache_path,
         limits=_limits(args),
         persona=persona,
         prices_path=args.prices,
+        **_rate_learning(args, cache_path),
     )
     return _run_async(lambda: generate(options))
+
+
+def _rate_learning(args: argparse.Namespace, cache_path: Path | None) -> dict[str, Any]:
+    """GenerateOptions' rate_limit, learn and rates_path (rates.json beside the cache)."""
+    from engine.learned_rates import rates_path
+    from ratelimits.learned import LearnConfig
+    from workers.ratelimited import RateLimitPolicy
+
+    if args.rate_limit_give_up_s <= 0:
+        raise SystemExit("error: --rate-limit-give-up-s must be > 0")
+    learn = LearnConfig() if args.learn_rate else None
+    return {
+        "rate_limit": RateLimitPolicy(give_up_s=args.rate_limit_give_up_s),
+        "learn": learn,
+        "rates_path": rates_path(cache_path or default_cache_path()) if learn else None,
+    }
 
 
 def _model_values(items: list[str], flag: str) -> dict[str, float]:
@@ -260,6 +293,13 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--output-tokens", type=int, default=64)
     p.add_argument("--rpm", type=int)
     p.add_argument("--tpm", type=int)
+    p.add_argument(
+        "--rpm-limit-mode",
+        choices=("headers", "retry-after", "bare"),
+        default="headers",
+        help="how a request over --rpm/--tpm is refused: 429 with Retry-After and "
+        "x-ratelimit-* (headers), with Retry-After only, or with no header at all (bare)",
+    )
     p.add_argument("--error-rate", type=float, default=0.0)
     p.add_argument("--rate-limit-rate", type=float, default=0.0)
     p.add_argument("--timeout-rate", type=float, default=0.0)
@@ -296,6 +336,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
         output_tokens=args.output_tokens,
         rpm=args.rpm,
         tpm=args.tpm,
+        rpm_limit_mode=args.rpm_limit_mode,
         error_rate=args.error_rate,
         rate_limit_rate=args.rate_limit_rate,
         timeout_rate=args.timeout_rate,

@@ -21,6 +21,7 @@ import structlog
 from engine.crashpoints import CrashPoints
 from engine.exits import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from engine.inputs import InputError, read_batch_requests
+from engine.learned_rates import load_rates, remember_rates
 from engine.output import OutputFiles
 from engine.persona.export import export_pairs
 from engine.persona.graph import PersonaGraph
@@ -34,10 +35,12 @@ from engine.simproc import local_simulator
 from engine.sqlite_queue import SQLiteQueue
 from ratelimits.breaker import BreakerConfig, CircuitBreaker
 from ratelimits.clock import LoopClock
+from ratelimits.learned import LearnConfig, LearnerRegistry
 from ratelimits.limiter import LimiterRegistry, LimitsConfig
 from schemas.job import Status
 from workers.client import AiohttpTransport, ChatTransport
 from workers.dispatch import Dispatcher, Validator
+from workers.ratelimited import RateLimitedJobs, RateLimitPolicy
 
 log = structlog.get_logger()
 
@@ -55,6 +58,11 @@ class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limits: LimitsConfig | None = None  # None: no client-side rate limit
     persona: PersonaRunOptions = PersonaRunOptions()  # used when `requests` is None
     prices_path: Path | None = None
+    # issue 15: 429s spend no attempt (give-up ceiling), the allowed rate is learned (None: off)
+    # and remembered in `rates_path` (None: not remembered)
+    rate_limit: RateLimitPolicy = RateLimitPolicy()
+    learn: LearnConfig | None = LearnConfig()
+    rates_path: Path | None = None
 
 
 async def generate(options: GenerateOptions) -> int:
@@ -128,6 +136,7 @@ async def _execute(
             try:
                 return await _run(queue, coordinator, options, counts.total, finished_before)
             finally:
+                await remember_rates(queue, dispatcher.learners, base_url, options.rates_path)
                 await dispatcher.close()
     finally:
         output.close()
@@ -169,7 +178,14 @@ async def _endpoint(options: GenerateOptions) -> AsyncIterator[str]:
 
 def _dispatcher(options: GenerateOptions, base_url: str, validator: Validator | None) -> Dispatcher:
     clock = LoopClock()
-    limits = LimiterRegistry(options.limits, clock) if options.limits is not None else None
+    limits_config = options.limits
+    learners = None
+    if options.learn is not None:  # the learned rate paces through the limiter: always one
+        limits_config = limits_config or LimitsConfig()
+        start = load_rates(options.rates_path, base_url) if options.rates_path else {}
+        learners = LearnerRegistry(options.learn, clock, start_rpm=start)
+    limits = LimiterRegistry(limits_config, clock) if limits_config is not None else None
+    rng = random.Random(options.run.seed)
     return Dispatcher(
         _transport(options, base_url),
         options.run.retry,
@@ -177,9 +193,11 @@ def _dispatcher(options: GenerateOptions, base_url: str, validator: Validator | 
         # within 2.5 % of the outage's length, for about 300 cheap requests in an hour-long one
         CircuitBreaker(BreakerConfig(), clock),
         limits,
-        random.Random(options.run.seed),
+        rng,
         coalesce=options.cache_path is not None,
         validator=validator,
+        learners=learners,
+        rate_limited=RateLimitedJobs(options.rate_limit, rng),
     )
 
 
@@ -204,8 +222,14 @@ async def _run(
     finished_before: int,
 ) -> int:
     interactive = sys.stderr.isatty() if options.progress is None else options.progress
+    dispatcher = coordinator.dispatcher
     reporter = ProgressReporter(
-        coordinator.stats, total, finished_before, interactive, coordinator.dispatcher.breaker
+        coordinator.stats,
+        total,
+        finished_before,
+        interactive,
+        dispatcher.breaker,
+        learners=dispatcher.learners,
     )
     progress = asyncio.create_task(reporter.run())
     _freeze_startup_objects()

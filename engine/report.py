@@ -7,12 +7,14 @@ from pathlib import Path
 
 import msgspec
 
+from engine.learned_rates import META_KEY, learned_from_meta, render_learned
 from engine.output import OutputFiles
 from engine.persona.export import export_pairs
 from engine.persona.run import is_persona_run
 from engine.prices import Price, load_prices
 from engine.rundir import RunDirBusy, lock_run_dir, queue_path
 from engine.sqlite_queue import SQLiteQueue
+from ratelimits.learned import LearnedRate
 from schemas.job import ALL_STATUSES, QueueCounts, Status
 
 
@@ -27,6 +29,8 @@ class StatusReport(msgspec.Struct):
     elapsed_s: float | None
     by_model: dict[str, ModelCost]
     cost_usd: float | None  # paid calls only; None when a model has no price
+    # the last run's learned request rate per model, calls answered and 429s among them
+    rate_limits: list[LearnedRate] = msgspec.field(default_factory=list)
 
 
 class ModelCost(msgspec.Struct):
@@ -54,7 +58,12 @@ def model_costs(counts: QueueCounts, prices: dict[str, Price]) -> dict[str, Mode
     return costs
 
 
-def status_report(run_dir: Path, counts: QueueCounts, prices: dict[str, Price]) -> StatusReport:
+def status_report(
+    run_dir: Path,
+    counts: QueueCounts,
+    prices: dict[str, Price],
+    rate_limits: list[LearnedRate] | None = None,
+) -> StatusReport:
     elapsed = None
     if counts.first_started_at is not None and counts.last_finished_at is not None:
         elapsed = round(counts.last_finished_at - counts.first_started_at, 3)
@@ -71,6 +80,7 @@ def status_report(run_dir: Path, counts: QueueCounts, prices: dict[str, Price]) 
         elapsed_s=elapsed,
         by_model=by_model,
         cost_usd=None if None in costs else round(sum(c or 0.0 for c in costs), 6),
+        rate_limits=rate_limits or [],
     )
 
 
@@ -97,6 +107,7 @@ def render_status(report: StatusReport) -> str:
         lines.append(f"  cost ${report.cost_usd:.4f} (paid calls; cached ones cost nothing)")
     if report.elapsed_s is not None:
         lines.append(f"  elapsed {report.elapsed_s:.1f} s (first call to last finish)")
+    lines += render_learned(report.rate_limits)
     return "\n".join(lines)
 
 
@@ -107,7 +118,8 @@ async def status_command(run_dir: Path, as_json: bool, prices_path: Path | None 
         return 2
     queue = await SQLiteQueue.open(path)
     try:
-        report = status_report(run_dir, await queue.counts(), load_prices(prices_path))
+        learned = learned_from_meta(await queue.get_meta(META_KEY))
+        report = status_report(run_dir, await queue.counts(), load_prices(prices_path), learned)
     finally:
         await queue.close()
     print(msgspec.json.encode(report).decode() if as_json else render_status(report))

@@ -402,6 +402,27 @@ class RateLimiter:
             self._tokens.observe(limit_tokens, remaining_tokens, reset_tokens_s, now)
         self._dispatch()
 
+    def set_learned_rpm(self, rpm: float) -> None:
+        """Pace requests at `rpm` (a `RateLearner`'s rate): it replaces the configured RPM, which
+        the learner already takes as its ceiling. Waiters are re-timed at once."""
+        now = self._clock.now()
+        self._wait_s(0, now)  # refill at the old rate up to now
+        bucket = self._requests
+        if bucket is None:
+            self._requests = _Bucket(rpm, self.config.burst_s, now)
+        else:
+            bucket.configured_per_min = bucket.per_min = rpm
+            bucket.capacity = max(1.0, rpm * bucket.burst_s / 60.0)
+            bucket.level = min(bucket.level, bucket.capacity)
+        self._dispatch()
+
+    def pause_for(self, seconds: float) -> None:
+        """Send nothing for `seconds` (a Retry-After); a longer pause already set stands."""
+        now = self._clock.now()
+        self._wait_s(0, now)
+        self._paused_until = max(self._paused_until, now + seconds)
+        self._dispatch()
+
     def on_rate_limited(self, retry_after_s: float | None = None) -> None:
         """A 429: pause dispatch for Retry-After (or a backoff) and lower the rate."""
         now = self._clock.now()

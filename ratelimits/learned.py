@@ -1,0 +1,254 @@
+"""The learned request rate: find the rate a server allows from its answers (AIMD on 429s).
+
+A server that enforces N requests per minute does so with a token bucket or a sliding window;
+it says so with 429s, and sometimes with `Retry-After` and `x-ratelimit-*` headers. The
+`RateLearner` keeps one number, the requests per minute it lets through, and sets it on the
+FIFO limiter (`RateLimiter.set_learned_rpm`), which paces the calls. No second pacing
+mechanism.
+
+    SLOW_START --(first 429)--> AVOIDANCE
+      rate * 2 per window          + increase_share * rate per window without a 429
+      without a 429                * decrease_factor on a 429 (once per reaction)
+
+* **Start.** From the rate remembered for this endpoint and model (AVOIDANCE at once), or from
+  `initial_rpm` in SLOW_START: the rate doubles each `window_s` that ends without a 429, until
+  the first 429 halves it back to the last rate that drew none (like TCP's slow start).
+* **Increase.** A window that ends without a 429 *and* used most of the rate (grants at least
+  `used_share` of what the rate allowed) raises the rate by `increase_share` of itself. An
+  unused rate is not evidence that the server would take more, so it does not grow.
+* **Decrease.** A 429 cuts the rate to `decrease_factor` * rate, once per reaction: a 429 for a
+  call granted before the last cut (a call that was already in flight, or waiting, when we
+  reacted) is counted but changes nothing, and two cuts are at least `min_cut_interval_s`
+  apart. So a burst of 429s from the calls in flight counts once.
+* **No over-cutting.** The rate is never cut below `floor_share` * the highest rate of
+  successful calls measured over a window in the last `memory_s`: when 429s keep coming
+  while the rate is already well below what the server just sustained (a sliding window
+  still full of our earlier excess), the rate holds instead of collapsing.
+* **Headers.** An `x-ratelimit-limit-requests` value is the server's own number: the rate
+  jumps to it (and never goes above it).
+* **Ceiling.** With `--rpm` given, the learned rate never exceeds it, and starts there.
+
+Pure logic on an injectable clock; the caller reports grants, successes and 429s.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from typing import Annotated, Protocol
+
+import msgspec
+import structlog
+from msgspec import Meta
+
+from ratelimits.clock import Clock
+
+log = structlog.get_logger()
+
+
+class LearnConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    initial_rpm: Annotated[float, Meta(gt=0)] = 600.0
+    min_rpm: Annotated[float, Meta(gt=0)] = 1.0
+    window_s: Annotated[float, Meta(gt=0)] = 1.0
+    increase_share: Annotated[float, Meta(ge=0, le=1)] = 0.02
+    decrease_factor: Annotated[float, Meta(gt=0, lt=1)] = 0.85
+    min_cut_interval_s: Annotated[float, Meta(ge=0)] = 1.0
+    used_share: Annotated[float, Meta(ge=0, le=1)] = 0.7
+    floor_share: Annotated[float, Meta(ge=0, le=1)] = 0.7
+    memory_s: Annotated[float, Meta(gt=0)] = 10.0
+
+
+class Phase(enum.Enum):
+    SLOW_START = "slow_start"
+    AVOIDANCE = "avoidance"
+
+
+class RateSink(Protocol):
+    """What the learner steers: the limiter's request rate (and its pause)."""
+
+    def set_learned_rpm(self, rpm: float) -> None: ...
+
+    def pause_for(self, seconds: float) -> None: ...
+
+
+class RateLearner:
+    """One endpoint and model's allowed request rate (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: LearnConfig,
+        clock: Clock,
+        sink: RateSink | None = None,
+        *,
+        start_rpm: float | None = None,
+        ceiling_rpm: float | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._sink = sink
+        self.ceiling_rpm = ceiling_rpm
+        known = start_rpm if start_rpm is not None else ceiling_rpm
+        self.phase = Phase.SLOW_START if known is None else Phase.AVOIDANCE
+        self._rate = self._bounded(config.initial_rpm if known is None else known)
+        now = clock.now()
+        self._window_start = now
+        self._granted = 0
+        self._succeeded = 0
+        self._limited_in_window = 0
+        self._sustained: deque[tuple[float, float]] = deque()  # (window end, success rpm)
+        self._last_cut_at = -math.inf
+        self.requests = 0
+        self.rate_limited = 0
+        self.cuts = 0
+        self._push()
+
+    @property
+    def rate_rpm(self) -> float:
+        return self._rate
+
+    @property
+    def rate_limited_share(self) -> float:
+        """429s among the calls answered so far."""
+        return self.rate_limited / self.requests if self.requests else 0.0
+
+    # -- what the dispatcher reports ----------------------------------------------------------
+
+    def on_grant(self) -> None:
+        """A call passed the limiter and goes out now."""
+        self._roll(self._clock.now())
+        self._granted += 1
+
+    def on_success(self) -> None:
+        """A call was answered (not with a 429)."""
+        self._roll(self._clock.now())
+        self.requests += 1
+        self._succeeded += 1
+
+    def on_rate_limited(self, granted_at: float, retry_after_s: float | None = None) -> bool:
+        """A call granted at `granted_at` got a 429; True if this one cut the rate."""
+        now = self._clock.now()
+        self._roll(now)
+        self.requests += 1
+        self.rate_limited += 1
+        self._limited_in_window += 1
+        if retry_after_s is not None and retry_after_s > 0 and self._sink is not None:
+            self._sink.pause_for(retry_after_s)
+        if granted_at < self._last_cut_at:
+            return False  # sent before we reacted: this excess is already answered
+        if now - self._last_cut_at < self.config.min_cut_interval_s:
+            return False
+        self._cut(now)
+        return True
+
+    def observe_limit(self, limit_rpm: float | None) -> None:
+        """The server's `x-ratelimit-limit-requests`: its own number is the rate to use."""
+        if limit_rpm is None or limit_rpm <= 0:
+            return
+        ceiling = limit_rpm if self.ceiling_rpm is None else min(self.ceiling_rpm, limit_rpm)
+        if self.ceiling_rpm == ceiling and self._rate == ceiling:
+            return
+        self.ceiling_rpm = ceiling
+        self.phase = Phase.AVOIDANCE
+        self._rate = ceiling
+        self._push()
+
+    # -- the control law ----------------------------------------------------------------------
+
+    def _roll(self, now: float) -> None:
+        """Close every window that ended by `now` (the first one with what it counted)."""
+        window_s = self.config.window_s
+        if now < self._window_start + window_s:
+            return
+        end = self._window_start + window_s
+        self._close_window(end)
+        skipped = math.floor((now - end) / window_s)
+        self._window_start = end + skipped * window_s  # idle windows: nothing to learn
+        self._granted = self._succeeded = self._limited_in_window = 0
+
+    def _close_window(self, end: float) -> None:
+        config = self.config
+        success_rpm = self._succeeded * 60.0 / config.window_s
+        self._sustained.append((end, success_rpm))
+        while self._sustained and self._sustained[0][0] < end - config.memory_s:
+            self._sustained.popleft()
+        allowed = self._rate * config.window_s / 60.0
+        used = self._granted >= config.used_share * allowed
+        if self._limited_in_window or not used:
+            return
+        if self.phase is Phase.SLOW_START:
+            self._rate = self._bounded(self._rate * 2.0)
+        else:
+            self._rate = self._bounded(self._rate * (1.0 + config.increase_share))
+        self._push()
+
+    def _cut(self, now: float) -> None:
+        config = self.config
+        if self.phase is Phase.SLOW_START:
+            self.phase = Phase.AVOIDANCE
+            target = self._rate / 2.0  # the last rate that drew no 429
+        else:
+            target = self._rate * config.decrease_factor
+        floor = config.floor_share * max((rpm for _, rpm in self._sustained), default=0.0)
+        new_rate = self._bounded(min(self._rate, max(target, floor)))
+        self._last_cut_at = now
+        if new_rate >= self._rate:
+            return  # already well below what the server just sustained: hold
+        self.cuts += 1
+        self._rate = new_rate
+        log.info("rate_learned_decrease", rpm=round(new_rate, 1), floor_rpm=round(floor, 1))
+        self._push()
+
+    def _bounded(self, rpm: float) -> float:
+        rpm = max(self.config.min_rpm, rpm)
+        return rpm if self.ceiling_rpm is None else min(self.ceiling_rpm, rpm)
+
+    def _push(self) -> None:
+        if self._sink is not None:
+            self._sink.set_learned_rpm(self._rate)
+
+
+class LearnedRate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a run learned of one model's rate, for the display, `status` and the next run."""
+
+    model: str
+    rpm: float
+    requests: int
+    rate_limited: int
+
+
+class LearnerRegistry:
+    """One `RateLearner` per model of this process's endpoint, each steering its model's
+    limiter; built on first use, starting from the remembered rate or the `--rpm` ceiling."""
+
+    def __init__(
+        self,
+        config: LearnConfig,
+        clock: Clock,
+        *,
+        start_rpm: dict[str, float] | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._start = dict(start_rpm or {})
+        self._learners: dict[str, RateLearner] = {}
+
+    def get(self, model: str, sink: RateSink, ceiling_rpm: float | None) -> RateLearner:
+        """`model`'s learner; `sink` and `ceiling_rpm` (its `--rpm`) are used when it is built."""
+        learner = self._learners.get(model)
+        if learner is None:
+            ceiling = ceiling_rpm
+            start = self._start.get(model)
+            if start is not None and ceiling is not None:
+                start = min(start, ceiling)
+            learner = RateLearner(
+                self.config, self._clock, sink, start_rpm=start, ceiling_rpm=ceiling
+            )
+            self._learners[model] = learner
+        return learner
+
+    def snapshot(self) -> list[LearnedRate]:
+        return [
+            LearnedRate(model, round(learner.rate_rpm, 1), learner.requests, learner.rate_limited)
+            for model, learner in sorted(self._learners.items())
+        ]

@@ -20,10 +20,10 @@ mechanism.
   call granted before the last cut (a call that was already in flight, or waiting, when we
   reacted) is counted but changes nothing, and two cuts are at least `min_cut_interval_s`
   apart. So a burst of 429s from the calls in flight counts once.
-* **No over-cutting.** The rate is never cut below `floor_share` * the highest rate of
-  successful calls measured over a window in the last `memory_s`: when 429s keep coming
-  while the rate is already well below what the server just sustained (a sliding window
-  still full of our earlier excess), the rate holds instead of collapsing.
+* **No over-cutting.** The rate is never cut below `floor_share` * the best rate of successful
+  calls sustained over `sustain_s` in the last `memory_s` (idle windows count as zero): when
+  429s keep coming while the rate is already well below what the server just sustained (a
+  sliding window still full of our earlier excess), the rate holds instead of collapsing.
 * **Headers.** An `x-ratelimit-limit-requests` value is the server's own number: the rate
   jumps to it (and never goes above it).
 * **Ceiling.** With `--rpm` given, the learned rate never exceeds it, and starts there.
@@ -50,13 +50,14 @@ log = structlog.get_logger()
 class LearnConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     initial_rpm: Annotated[float, Meta(gt=0)] = 600.0
     min_rpm: Annotated[float, Meta(gt=0)] = 1.0
-    window_s: Annotated[float, Meta(gt=0)] = 1.0
-    increase_share: Annotated[float, Meta(ge=0, le=1)] = 0.02
+    window_s: Annotated[float, Meta(gt=0)] = 0.5
+    increase_share: Annotated[float, Meta(ge=0, le=1)] = 0.01
     decrease_factor: Annotated[float, Meta(gt=0, lt=1)] = 0.85
     min_cut_interval_s: Annotated[float, Meta(ge=0)] = 1.0
     used_share: Annotated[float, Meta(ge=0, le=1)] = 0.7
     floor_share: Annotated[float, Meta(ge=0, le=1)] = 0.7
     memory_s: Annotated[float, Meta(gt=0)] = 10.0
+    sustain_s: Annotated[float, Meta(gt=0)] = 2.0
 
 
 class Phase(enum.Enum):
@@ -96,7 +97,7 @@ class RateLearner:
         self._granted = 0
         self._succeeded = 0
         self._limited_in_window = 0
-        self._sustained: deque[tuple[float, float]] = deque()  # (window end, success rpm)
+        self._sustained: deque[tuple[float, int]] = deque()  # (window end, successes)
         self._last_cut_at = -math.inf
         self.requests = 0
         self.rate_limited = 0
@@ -163,15 +164,17 @@ class RateLearner:
         end = self._window_start + window_s
         self._close_window(end)
         skipped = math.floor((now - end) / window_s)
-        self._window_start = end + skipped * window_s  # idle windows: nothing to learn
+        memory = math.ceil(self.config.memory_s / window_s)
+        for k in range(1, min(skipped, memory) + 1):  # idle windows let nothing through
+            self._sustained.append((end + k * window_s, 0))
+        self._trim(end + skipped * window_s)
+        self._window_start = end + skipped * window_s  # idle windows: nothing else to learn
         self._granted = self._succeeded = self._limited_in_window = 0
 
     def _close_window(self, end: float) -> None:
         config = self.config
-        success_rpm = self._succeeded * 60.0 / config.window_s
-        self._sustained.append((end, success_rpm))
-        while self._sustained and self._sustained[0][0] < end - config.memory_s:
-            self._sustained.popleft()
+        self._sustained.append((end, self._succeeded))
+        self._trim(end)
         allowed = self._rate * config.window_s / 60.0
         used = self._granted >= config.used_share * allowed
         if self._limited_in_window or not used:
@@ -182,14 +185,20 @@ class RateLearner:
             self._rate = self._bounded(self._rate * (1.0 + config.increase_share))
         self._push()
 
+    def _trim(self, now: float) -> None:
+        while self._sustained and self._sustained[0][0] <= now - self.config.memory_s:
+            self._sustained.popleft()
+
     def _cut(self, now: float) -> None:
         config = self.config
         if self.phase is Phase.SLOW_START:
             self.phase = Phase.AVOIDANCE
-            target = self._rate / 2.0  # the last rate that drew no 429
+            # the last rate that drew no 429, or what the server let through lately if less
+            # (its burst allowance can hide an excess for a few doublings)
+            target = min(self._rate / 2.0, self._sustained_rpm(latest=True))
         else:
             target = self._rate * config.decrease_factor
-        floor = config.floor_share * max((rpm for _, rpm in self._sustained), default=0.0)
+        floor = config.floor_share * self._sustained_rpm()
         new_rate = self._bounded(min(self._rate, max(target, floor)))
         self._last_cut_at = now
         if new_rate >= self._rate:
@@ -198,6 +207,18 @@ class RateLearner:
         self._rate = new_rate
         log.info("rate_learned_decrease", rpm=round(new_rate, 1), floor_rpm=round(floor, 1))
         self._push()
+
+    def _sustained_rpm(self, latest: bool = False) -> float:
+        """Successful calls per minute over `sustain_s` (a span long enough that a server's
+        burst allowance, let through at once, weighs little): the best such span in the last
+        `memory_s`, or with `latest` the most recent one."""
+        counts = [n for _, n in self._sustained]
+        if not counts:
+            return math.inf if latest else 0.0
+        span = min(len(counts), max(1, round(self.config.sustain_s / self.config.window_s)))
+        sums = [sum(counts[i : i + span]) for i in range(len(counts) - span + 1)]
+        best = sums[-1] if latest else max(sums)
+        return best * 60.0 / (span * self.config.window_s)
 
     def _bounded(self, rpm: float) -> float:
         rpm = max(self.config.min_rpm, rpm)

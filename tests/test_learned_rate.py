@@ -151,12 +151,12 @@ def test_a_burst_of_429s_from_calls_in_flight_cuts_once() -> None:
 
 
 def test_cuts_are_spaced_and_never_below_the_floor() -> None:
-    config = LearnConfig(min_cut_interval_s=1.0, floor_share=0.7, window_s=1.0)
+    config = LearnConfig(min_cut_interval_s=1.0, floor_share=0.7, window_s=1.0, sustain_s=2.0)
     learner, clock = fresh(config, start_rpm=600.0)
-    for _ in range(10):  # one window of 10 successful calls: 600 rpm sustained
-        clock.advance(0.1)
+    for _ in range(20):  # two windows (sustain_s) of 10 successful calls: 600 rpm sustained
         learner.on_grant()
         learner.on_success()
+        clock.advance(0.1)
     for _ in range(8):  # 429s keep coming from a server still full of our excess
         clock.advance(1.0)
         learner.on_rate_limited(clock.now())

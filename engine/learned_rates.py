@@ -29,6 +29,7 @@ log = structlog.get_logger()
 RATES_FILE = "rates.json"
 MAX_ENTRIES = 256
 META_KEY = "ratelimit:learned"
+HISTORY_KEY = "ratelimit:history"  # model -> [[s from start, rpm, answers, 429s], ...]
 
 
 class RememberedRate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -119,7 +120,8 @@ async def remember_rates(
     learned = learners.snapshot()
     if not learned:
         return
-    await queue.set_meta(rates_meta(learned))
+    history = _learned_encoder.encode(learners.history()).decode()
+    await queue.set_meta({**rates_meta(learned), HISTORY_KEY: history})
     if path is not None:
         save_rates(path, base_url, learned)
     log.info("rates.learned", **{r.model: r.rpm for r in learned})

@@ -46,6 +46,10 @@ from ratelimits.clock import Clock
 
 log = structlog.get_logger()
 
+#: (seconds from the learner's start, learned rpm, calls answered, 429s among them)
+HistoryPoint = tuple[float, float, int, int]
+MAX_HISTORY = 4096
+
 
 class LearnConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     initial_rpm: Annotated[float, Meta(gt=0)] = 600.0
@@ -102,6 +106,9 @@ class RateLearner:
         self.requests = 0
         self.rate_limited = 0
         self.cuts = 0
+        self._started_at = now
+        # (seconds from start, rpm, answers, 429s) at each window's end and each cut
+        self.history: list[HistoryPoint] = []
         self._push()
 
     @property
@@ -175,6 +182,7 @@ class RateLearner:
         config = self.config
         self._sustained.append((end, self._succeeded))
         self._trim(end)
+        self._record(end)
         allowed = self._rate * config.window_s / 60.0
         used = self._granted >= config.used_share * allowed
         if self._limited_in_window or not used:
@@ -184,6 +192,13 @@ class RateLearner:
         else:
             self._rate = self._bounded(self._rate * (1.0 + config.increase_share))
         self._push()
+
+    def _record(self, now: float) -> None:
+        """Keep the history at most `MAX_HISTORY` points, every other one dropped when full."""
+        if len(self.history) >= MAX_HISTORY:
+            self.history = self.history[::2]
+        point = (round(now - self._started_at, 3), self._rate, self.requests, self.rate_limited)
+        self.history.append(point)
 
     def _trim(self, now: float) -> None:
         while self._sustained and self._sustained[0][0] <= now - self.config.memory_s:
@@ -205,6 +220,7 @@ class RateLearner:
             return  # already well below what the server just sustained: hold
         self.cuts += 1
         self._rate = new_rate
+        self._record(now)
         log.info("rate_learned_decrease", rpm=round(new_rate, 1), floor_rpm=round(floor, 1))
         self._push()
 
@@ -267,6 +283,10 @@ class LearnerRegistry:
             )
             self._learners[model] = learner
         return learner
+
+    def history(self) -> dict[str, list[HistoryPoint]]:
+        """Each model's learned rate over time (for the bench's plot)."""
+        return {model: learner.history for model, learner in sorted(self._learners.items())}
 
     def snapshot(self) -> list[LearnedRate]:
         return [

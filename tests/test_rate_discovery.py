@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.learned_rates import endpoint_key, load_rates, save_rates
-from ratelimits.learned import LearnedRate
+from engine.learned_rates import endpoint_key, load_rates, render_learned, save_rates
+from engine.progress import learned_fields
+from ratelimits.clock import FakeClock
+from ratelimits.learned import LearnConfig, LearnedRate, LearnerRegistry
 from tests.helpers import request, run_engine, simulator, write_lines
 
 
@@ -71,3 +73,28 @@ def test_an_unreadable_rates_json_costs_a_relearn_not_the_run(tmp_path: Path) ->
 
 def test_endpoint_key_normalises_case_and_trailing_slash() -> None:
     assert endpoint_key("HTTPS://API.example.com/v1/") == "https://api.example.com/v1"
+
+
+def test_progress_shows_the_learned_rate_and_the_429_share() -> None:
+    clock = FakeClock()
+    registry = LearnerRegistry(LearnConfig(), clock, start_rpm={"m": 900.0})
+    assert learned_fields(None) == {}
+    assert learned_fields(registry) == {"learned_rpm": None, "rate_limited_pct": 0.0}
+    learner = registry.get("m", NullSink(), None)
+    for _ in range(99):
+        learner.on_success()
+    learner.on_rate_limited(granted_at=-1.0)
+    assert learned_fields(registry) == {"learned_rpm": 765, "rate_limited_pct": 1.0}  # 900 * 0.85
+
+
+def test_status_lines_say_rate_and_429s() -> None:
+    lines = render_learned([LearnedRate("m", 1150.4, 2412, 12)])
+    assert lines == ["  rate learned m: 1150 rpm; 429s 12 of 2412 answers (0.5 %) in the last run"]
+
+
+class NullSink:
+    def set_learned_rpm(self, rpm: float) -> None:
+        pass
+
+    def pause_for(self, seconds: float) -> None:
+        pass

@@ -61,7 +61,8 @@ class LearnConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     used_share: Annotated[float, Meta(ge=0, le=1)] = 0.7
     floor_share: Annotated[float, Meta(ge=0, le=1)] = 0.7
     memory_s: Annotated[float, Meta(gt=0)] = 10.0
-    sustain_s: Annotated[float, Meta(gt=0)] = 2.0
+    sustain_s: Annotated[float, Meta(gt=0)] = 5.0
+    slow_start_exit_s: Annotated[float, Meta(gt=0)] = 2.0
 
 
 class Phase(enum.Enum):
@@ -210,10 +211,11 @@ class RateLearner:
             self.phase = Phase.AVOIDANCE
             # the last rate that drew no 429, or what the server let through lately if less
             # (its burst allowance can hide an excess for a few doublings)
-            target = min(self._rate / 2.0, self._sustained_rpm(latest=True))
+            latest = self._sustained_rpm(config.slow_start_exit_s, latest=True)
+            target = min(self._rate / 2.0, latest)
         else:
             target = self._rate * config.decrease_factor
-        floor = config.floor_share * self._sustained_rpm()
+        floor = config.floor_share * self._sustained_rpm(config.sustain_s)
         new_rate = self._bounded(min(self._rate, max(target, floor)))
         self._last_cut_at = now
         if new_rate >= self._rate:
@@ -224,14 +226,14 @@ class RateLearner:
         log.info("rate_learned_decrease", rpm=round(new_rate, 1), floor_rpm=round(floor, 1))
         self._push()
 
-    def _sustained_rpm(self, latest: bool = False) -> float:
-        """Successful calls per minute over `sustain_s` (a span long enough that a server's
-        burst allowance, let through at once, weighs little): the best such span in the last
-        `memory_s`, or with `latest` the most recent one."""
+    def _sustained_rpm(self, span_s: float, latest: bool = False) -> float:
+        """Successful calls per minute over `span_s` (the floor's `sustain_s` is long enough that
+        a server's burst allowance, let through at once, weighs little): the best such span in
+        the last `memory_s`, or with `latest` the most recent one."""
         counts = [n for _, n in self._sustained]
         if not counts:
             return math.inf if latest else 0.0
-        span = min(len(counts), max(1, round(self.config.sustain_s / self.config.window_s)))
+        span = min(len(counts), max(1, round(span_s / self.config.window_s)))
         sums = [sum(counts[i : i + span]) for i in range(len(counts) - span + 1)]
         best = sums[-1] if latest else max(sums)
         return best * 60.0 / (span * self.config.window_s)

@@ -34,6 +34,7 @@ Pure logic on an injectable clock; the caller reports grants, successes and 429s
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 from collections import deque
 from typing import Annotated, Protocol
@@ -54,10 +55,12 @@ MAX_HISTORY = 4096
 class LearnConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     initial_rpm: Annotated[float, Meta(gt=0)] = 600.0
     min_rpm: Annotated[float, Meta(gt=0)] = 1.0
-    window_s: Annotated[float, Meta(gt=0)] = 0.5
+    window_s: Annotated[float, Meta(gt=0)] = 0.1  # slow start doubles per window
+    increase_windows: Annotated[int, Meta(gt=0)] = 5  # AIMD steps up once per this many
     increase_share: Annotated[float, Meta(ge=0, le=1)] = 0.01
     decrease_factor: Annotated[float, Meta(gt=0, lt=1)] = 0.85
-    min_cut_interval_s: Annotated[float, Meta(ge=0)] = 1.0
+    min_cut_interval_s: Annotated[float, Meta(ge=0)] = 0.5
+    min_share_samples: Annotated[int, Meta(gt=0)] = 10
     used_share: Annotated[float, Meta(ge=0, le=1)] = 0.7
     floor_share: Annotated[float, Meta(ge=0, le=1)] = 0.7
     memory_s: Annotated[float, Meta(gt=0)] = 10.0
@@ -102,6 +105,12 @@ class RateLearner:
         self._granted = 0
         self._succeeded = 0
         self._limited_in_window = 0
+        self._granted_total = 0
+        self._evidence_at = 0  # grants before the last change: their answers judge it
+        self._clean_windows = 0  # windows in a row without a 429
+        self._clean_grants = 0
+        self._answered_since_cut = 0
+        self._limited_since_cut = 0
         self._sustained: deque[tuple[float, int]] = deque()  # (window end, successes)
         self._last_cut_at = -math.inf
         self.requests = 0
@@ -127,12 +136,14 @@ class RateLearner:
         """A call passed the limiter and goes out now."""
         self._roll(self._clock.now())
         self._granted += 1
+        self._granted_total += 1
 
     def on_success(self) -> None:
         """A call was answered (not with a 429)."""
         self._roll(self._clock.now())
         self.requests += 1
         self._succeeded += 1
+        self._answered_since_cut += 1
 
     def on_rate_limited(self, granted_at: float, retry_after_s: float | None = None) -> bool:
         """A call granted at `granted_at` got a 429; True if this one cut the rate."""
@@ -141,6 +152,8 @@ class RateLearner:
         self.requests += 1
         self.rate_limited += 1
         self._limited_in_window += 1
+        self._answered_since_cut += 1
+        self._limited_since_cut += 1
         if retry_after_s is not None and retry_after_s > 0 and self._sink is not None:
             self._sink.pause_for(retry_after_s)
         if granted_at < self._last_cut_at:
@@ -176,6 +189,8 @@ class RateLearner:
         for k in range(1, min(skipped, memory) + 1):  # idle windows let nothing through
             self._sustained.append((end + k * window_s, 0))
         self._trim(end + skipped * window_s)
+        if skipped:  # an idle spell: the rate was not used
+            self._clean_windows = self._clean_grants = 0
         self._window_start = end + skipped * window_s  # idle windows: nothing else to learn
         self._granted = self._succeeded = self._limited_in_window = 0
 
@@ -184,14 +199,24 @@ class RateLearner:
         self._sustained.append((end, self._succeeded))
         self._trim(end)
         self._record(end)
-        allowed = self._rate * config.window_s / 60.0
-        used = self._granted >= config.used_share * allowed
-        if self._limited_in_window or not used:
+        if self._limited_in_window:
+            self._clean_windows = self._clean_grants = 0
+            return
+        self._clean_windows += 1
+        self._clean_grants += self._granted
+        span = 1 if self.phase is Phase.SLOW_START else config.increase_windows
+        if self._clean_windows < span or self.requests < self._evidence_at:
+            return  # too soon, or calls sent at this rate are still unanswered
+        allowed = self._rate * span * config.window_s / 60.0
+        used = self._clean_grants >= math.floor(config.used_share * allowed)
+        self._clean_windows = self._clean_grants = 0
+        if not used:
             return
         if self.phase is Phase.SLOW_START:
             self._rate = self._bounded(self._rate * 2.0)
         else:
             self._rate = self._bounded(self._rate * (1.0 + config.increase_share))
+        self._evidence_at = self._granted_total
         self._push()
 
     def _record(self, now: float) -> None:
@@ -215,6 +240,10 @@ class RateLearner:
             target = min(self._rate / 2.0, latest)
         else:
             target = self._rate * config.decrease_factor
+        answered = self._answered_since_cut
+        if answered >= config.min_share_samples:  # far over: the server took only this share
+            target = min(target, self._rate * (1.0 - self._limited_since_cut / answered))
+        self._answered_since_cut = self._limited_since_cut = 0
         floor = config.floor_share * self._sustained_rpm(config.sustain_s)
         new_rate = self._bounded(min(self._rate, max(target, floor)))
         self._last_cut_at = now
@@ -234,7 +263,8 @@ class RateLearner:
         if not counts:
             return math.inf if latest else 0.0
         span = min(len(counts), max(1, round(span_s / self.config.window_s)))
-        sums = [sum(counts[i : i + span]) for i in range(len(counts) - span + 1)]
+        prefix = [0, *itertools.accumulate(counts)]
+        sums = [prefix[i + span] - prefix[i] for i in range(len(counts) - span + 1)]
         best = sums[-1] if latest else max(sums)
         return best * 60.0 / (span * self.config.window_s)
 

@@ -7,19 +7,26 @@ FIFO limiter (`RateLimiter.set_learned_rpm`), which paces the calls. No second p
 mechanism.
 
     SLOW_START --(first 429)--> AVOIDANCE
-      rate * 2 per window          + increase_share * rate per window without a 429
-      without a 429                * decrease_factor on a 429 (once per reaction)
+      rate * 2 per clean window      + increase_share * rate per `increase_windows` clean ones
+                                     a cut on a 429 (once per reaction)
 
 * **Start.** From the rate remembered for this endpoint and model (AVOIDANCE at once), or from
-  `initial_rpm` in SLOW_START: the rate doubles each `window_s` that ends without a 429, until
-  the first 429 halves it back to the last rate that drew none (like TCP's slow start).
-* **Increase.** A window that ends without a 429 *and* used most of the rate (grants at least
-  `used_share` of what the rate allowed) raises the rate by `increase_share` of itself. An
-  unused rate is not evidence that the server would take more, so it does not grow.
-* **Decrease.** A 429 cuts the rate to `decrease_factor` * rate, once per reaction: a 429 for a
-  call granted before the last cut (a call that was already in flight, or waiting, when we
-  reacted) is counted but changes nothing, and two cuts are at least `min_cut_interval_s`
-  apart. So a burst of 429s from the calls in flight counts once.
+  `initial_rpm` in SLOW_START: the rate doubles each `window_s` (0.1 s) that ends without a
+  429, but only once every call sent at the previous rate has been answered (as TCP doubles
+  once per round trip: at high latency it waits for the evidence instead of overshooting
+  blind). The first 429 halves it back to the last rate that drew none, or to what the server
+  let through over the last `slow_start_exit_s` if that is less (a server's burst allowance
+  can hide an excess for a few doublings).
+* **Increase.** `increase_windows` windows in a row without a 429, that used most of the rate
+  (grants at least `used_share` of what it allowed) and whose calls at the last rate have been
+  answered, raise the rate by `increase_share` of itself. An unused rate (or an idle spell) is
+  no evidence that the server would take more, so it does not grow.
+* **Decrease.** A 429 cuts the rate to `decrease_factor` * rate, or further to the share of
+  the answers since the last cut that were not 429s (far over the limit, the server took only
+  that share: one step lands near it). Once per reaction: a 429 for a call granted before the
+  last cut (already in flight, or waiting, when we reacted) is counted but changes nothing,
+  and two cuts are at least `min_cut_interval_s` apart. So a burst of 429s from the calls in
+  flight counts once. A Retry-After pauses the limiter for that long.
 * **No over-cutting.** The rate is never cut below `floor_share` * the best rate of successful
   calls sustained over `sustain_s` in the last `memory_s` (idle windows count as zero): when
   429s keep coming while the rate is already well below what the server just sustained (a

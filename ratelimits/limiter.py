@@ -46,6 +46,11 @@ the provider refills until then. `on_rate_limited` (a 429) pauses all dispatch u
 Retry-After (or a backoff) and multiplies the rate by `decrease_factor`, at most once per
 `adapt_interval_s` (the 429s of one burst are one event); `on_success` adds `increase_step`
 back, at most once per `adapt_interval_s`, until the configured rate (AIMD, as in TCP).
+
+When a `RateLearner` (ratelimits/learned.py) steers the limiter, it sets the request rate with
+`set_learned_rpm` (creating the request bucket if no RPM was configured) and pauses it with
+`pause_for` (a Retry-After); the dispatcher then reports 429s and successes to the learner
+instead of `on_rate_limited`/`on_success`, so there is one adaptation, not two.
 """
 
 from __future__ import annotations

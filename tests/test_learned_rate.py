@@ -215,3 +215,10 @@ def test_registry_starts_from_memory_capped_by_the_ceiling() -> None:
     assert registry.get("b", sink, None).rate_rpm == 300.0
     assert registry.get("c", sink, None).phase is Phase.SLOW_START
     assert [r.model for r in registry.snapshot()] == ["a", "b", "c"]
+
+
+def test_slow_start_waits_for_answers_at_high_latency() -> None:
+    learner, clock = fresh()
+    trace = drive(learner, clock, ServerBucket(lambda _t: 1200.0), until_s=120.0, latency_s=0.5)
+    assert trace.limited_share(0.0, 120.0) <= 0.05
+    assert trace.accepted_rpm(10.0, 120.0) >= 0.85 * 1200

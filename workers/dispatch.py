@@ -5,7 +5,10 @@ dispatch(job):
     breaker.admit()                  → during an outage, wait (or be the one probe)
     limiter.acquire(estimate)        → the model's RPM/TPM budget, first come first served
     transport.call()                 → CallResult, or a ProviderError by class
-    settle + adapt                   → real usage back to the limiter, headers, 429s
+    settle + adapt                   → real usage back to the limiter, headers, and 429s to
+                                       the learned rate (ratelimits/learned.py) when learning
+    a 429                            → Retry without spending an attempt, until the job's
+                                       give-up ceiling (workers/ratelimited.py)
     → Done | Retry | Failed          (an outage failure spends no attempt)
 
 `stop_waiting()` (on Ctrl-C) ends every wait at the breaker or the limiter at once with

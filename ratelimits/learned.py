@@ -7,7 +7,7 @@ FIFO limiter (`RateLimiter.set_learned_rpm`), which paces the calls. No second p
 mechanism.
 
     SLOW_START --(first 429)--> AVOIDANCE
-      rate * 2 per clean window      + increase_share * rate per `increase_windows` clean ones
+      rate * growth per clean window + increase_share * rate per `increase_windows` clean ones
                                      a cut on a 429 (once per reaction)
 
 * **Start.** From the rate remembered for this endpoint and model (AVOIDANCE at once), or from
@@ -61,6 +61,7 @@ MAX_HISTORY = 4096
 
 class LearnConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     initial_rpm: Annotated[float, Meta(gt=0)] = 600.0
+    slow_start_growth: Annotated[float, Meta(gt=1)] = 2.0
     min_rpm: Annotated[float, Meta(gt=0)] = 1.0
     window_s: Annotated[float, Meta(gt=0)] = 0.1  # slow start doubles per window
     increase_windows: Annotated[int, Meta(gt=0)] = 5  # AIMD steps up once per this many
@@ -220,7 +221,7 @@ class RateLearner:
         if not used:
             return
         if self.phase is Phase.SLOW_START:
-            self._rate = self._bounded(self._rate * 2.0)
+            self._rate = self._bounded(self._rate * config.slow_start_growth)
         else:
             self._rate = self._bounded(self._rate * (1.0 + config.increase_share))
         self._evidence_at = self._granted_total
@@ -244,7 +245,7 @@ class RateLearner:
             # the last rate that drew no 429, or what the server let through lately if less
             # (its burst allowance can hide an excess for a few doublings)
             latest = self._sustained_rpm(config.slow_start_exit_s, latest=True)
-            target = min(self._rate / 2.0, latest)
+            target = min(self._rate / config.slow_start_growth, latest)
         else:
             target = self._rate * config.decrease_factor
         answered = self._answered_since_cut

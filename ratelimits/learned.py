@@ -26,7 +26,9 @@ mechanism.
   that share: one step lands near it). Once per reaction: a 429 for a call granted before the
   last cut (already in flight, or waiting, when we reacted) is counted but changes nothing,
   and two cuts are at least `min_cut_interval_s` apart. So a burst of 429s from the calls in
-  flight counts once. A Retry-After pauses the limiter for that long.
+  flight counts once. The refused call waits its Retry-After; a Retry-After of `pause_min_s`
+  or more also pauses the limiter for that long (a pause on every short one would stop all
+  calls for a whole second each time a server rounds 50 ms up to "Retry-After: 1").
 * **No over-cutting.** The rate is never cut below `floor_share` * the best rate of successful
   calls sustained over `sustain_s` in the last `memory_s` (idle windows count as zero): when
   429s keep coming while the rate is already well below what the server just sustained (a
@@ -69,6 +71,9 @@ class LearnConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     decrease_factor: Annotated[float, Meta(gt=0, lt=1)] = 0.85
     min_cut_interval_s: Annotated[float, Meta(ge=0)] = 0.5
     min_share_samples: Annotated[int, Meta(gt=0)] = 10
+    # a Retry-After at least this long pauses every call (the server says: not now, whatever
+    # the rate); a shorter one only delays the refused call, and the cut does the rest
+    pause_min_s: Annotated[float, Meta(ge=0)] = 2.0
     used_share: Annotated[float, Meta(ge=0, le=1)] = 0.7
     floor_share: Annotated[float, Meta(ge=0, le=1)] = 0.7
     memory_s: Annotated[float, Meta(gt=0)] = 10.0
@@ -162,7 +167,8 @@ class RateLearner:
         self._limited_in_window += 1
         self._answered_since_cut += 1
         self._limited_since_cut += 1
-        if retry_after_s is not None and retry_after_s > 0 and self._sink is not None:
+        pause = retry_after_s is not None and retry_after_s >= self.config.pause_min_s
+        if pause and retry_after_s is not None and self._sink is not None:
             self._sink.pause_for(retry_after_s)
         if granted_at < self._last_cut_at:
             return False  # sent before we reacted: this excess is already answered

@@ -195,16 +195,18 @@ def test_the_servers_announced_limit_is_taken_at_once() -> None:
     assert learner.rate_rpm == 1500.0
 
 
-def test_retry_after_pauses_the_sink_and_the_rate_is_pushed() -> None:
+def test_a_long_retry_after_pauses_the_sink_and_the_rate_is_pushed() -> None:
     clock = FakeClock()
     sink = Sink()
     sink.clock = clock
     learner = RateLearner(LearnConfig(), clock, sink, start_rpm=1000.0)
     assert sink.rpm == [1000.0]
     clock.advance(3.0)
-    learner.on_rate_limited(clock.now(), retry_after_s=2.0)
-    assert sink.paused_until == pytest.approx(5.0)
+    learner.on_rate_limited(clock.now(), retry_after_s=1.0)  # short: the refused call waits
+    assert sink.paused_until == 0.0
     assert sink.rpm[-1] == pytest.approx(850.0)
+    learner.on_rate_limited(clock.now(), retry_after_s=20.0)  # "not now": everyone waits
+    assert sink.paused_until == pytest.approx(23.0)
 
 
 def test_registry_starts_from_memory_capped_by_the_ceiling() -> None:

@@ -23,9 +23,11 @@ mechanism.
   no evidence that the server would take more, so it does not grow.
 * **Decrease.** A 429 cuts the rate to `decrease_factor` * rate, or further to the share of
   the answers since the last cut that were not 429s (far over the limit, the server took only
-  that share: one step lands near it). Once per reaction: a 429 for a call granted before the
-  last cut (already in flight, or waiting, when we reacted) is counted but changes nothing,
-  and two cuts are at least `min_cut_interval_s` apart. So a burst of 429s from the calls in
+  that share: one step lands near it), but at most by half at once (a server refusing
+  everything for a while does not drive the rate to nothing in one step). Once per reaction:
+  a 429 for a call granted before the last cut (already in flight, or waiting, when we
+  reacted) is counted but changes nothing, and two cuts are at least `min_cut_interval_s`
+  apart. So a burst of 429s from the calls in
   flight counts once. The refused call waits its Retry-After; a Retry-After of `pause_min_s`
   or more also pauses the limiter for that long (a pause on every short one would stop all
   calls for a whole second each time a server rounds 50 ms up to "Retry-After: 1").
@@ -250,13 +252,16 @@ class RateLearner:
             self.phase = Phase.AVOIDANCE
             # the last rate that drew no 429, or what the server let through lately if less
             # (its burst allowance can hide an excess for a few doublings)
+            target = self._rate / config.slow_start_growth
             latest = self._sustained_rpm(config.slow_start_exit_s, latest=True)
-            target = min(self._rate / config.slow_start_growth, latest)
+            if 0 < latest < target:  # (nothing let through yet is no measure of the limit)
+                target = latest
         else:
             target = self._rate * config.decrease_factor
         answered = self._answered_since_cut
         if answered >= config.min_share_samples:  # far over: the server took only this share
-            target = min(target, self._rate * (1.0 - self._limited_since_cut / answered))
+            took = max(0.5, 1.0 - self._limited_since_cut / answered)  # at most halved at once
+            target = min(target, self._rate * took)
         self._answered_since_cut = self._limited_since_cut = 0
         floor = config.floor_share * self._sustained_rpm(config.sustain_s)
         new_rate = self._bounded(min(self._rate, max(target, floor)))

@@ -61,3 +61,17 @@ def test_a_job_that_got_through_starts_afresh() -> None:
     jobs.forget(1)
     clock.now += 100.0
     assert isinstance(jobs.outcome(job(), error, 1099.0), Retry)
+
+
+def test_past_the_ceiling_a_job_fails_before_calling_again() -> None:
+    clock = Clock()
+    jobs = RateLimitedJobs(RateLimitPolicy(give_up_s=60.0), random.Random(0), clock)
+    assert jobs.expired(job(), 999.0) is None  # never rate-limited
+    jobs.outcome(job(), RateLimited("HTTP 429", retry_after_s=None), 999.0)
+    clock.now += 30.0
+    assert jobs.expired(job(), 1029.0) is None
+    clock.now += 30.0
+    gone = jobs.expired(job(), 1059.0)
+    assert gone is not None
+    assert gone.error.kind == "RateLimitedTooLong"
+    assert len(jobs) == 0

@@ -96,6 +96,9 @@ class Dispatcher:
             future: asyncio.Future[CallResult | None] = asyncio.get_running_loop().create_future()
             self._inflight[job.fingerprint] = future
         started = time.time()
+        if self._rate_limited is not None and (gone := self._rate_limited.expired(job, started)):
+            self._settle_leader(job.fingerprint, None)
+            return gone
         try:
             result = await self._call(job)
             if self._validator is not None:

@@ -44,6 +44,15 @@ class RateLimitedJobs:
     def __len__(self) -> int:
         return len(self._first_429_at)
 
+    def expired(self, job: ClaimedJob, started_at: float) -> Failed | None:
+        """Before a call: the job's ceiling has passed since its first 429 (it fails without
+        another call, and without waiting at the limiter), else None."""
+        first = self._first_429_at.get(job.seq)
+        if first is None or self._clock() - first < self.policy.give_up_s:
+            return None
+        error = RateLimited("HTTP 429", retry_after_s=None)
+        return self._give_up(job, error, started_at, self._clock() - first)
+
     def outcome(self, job: ClaimedJob, error: RateLimited, started_at: float) -> Retry | Failed:
         """Retry later without spending an attempt, unless the ceiling has passed."""
         now = self._clock()
@@ -56,23 +65,35 @@ class RateLimitedJobs:
             body=error.body,
         )
         if limited_s >= self.policy.give_up_s:
-            del self._first_429_at[job.seq]
-            info = msgspec.structs.replace(
-                info,
-                kind="RateLimitedTooLong",
-                message=f"{error.message}: rate-limited for {limited_s:.0f} s since its first "
-                f"429 (--rate-limit-give-up-s {self.policy.give_up_s:g}); the server never "
-                "let this request through",
-            )
-            attempt = job.attempts + 1
-            first_started = job.first_started_at or started_at
-            return Failed(
-                job.seq, job.id, attempt, info, started_at, now, first_started, error.request_id
-            )
+            return self._give_up(job, error, started_at, limited_s)
         wait_s = error.retry_after_s
         if wait_s is None:  # jittered, so that rejected jobs do not come back in a lump
             wait_s = self.policy.retry_s * (0.5 + 0.5 * self._rng.random())
         return Retry(job.seq, info, now + wait_s, started_at, spend_attempt=False)
+
+    def _give_up(
+        self, job: ClaimedJob, error: RateLimited, started_at: float, limited_s: float
+    ) -> Failed:
+        self._first_429_at.pop(job.seq, None)
+        info = ErrorInfo(
+            kind="RateLimitedTooLong",
+            message=f"{error.message}: rate-limited for {limited_s:.0f} s since its first "
+            f"429 (--rate-limit-give-up-s {self.policy.give_up_s:g}); the server never "
+            "let this request through",
+            status_code=error.status_code,
+            body=error.body,
+        )
+        first_started = job.first_started_at or started_at
+        return Failed(
+            job.seq,
+            job.id,
+            job.attempts + 1,
+            info,
+            started_at,
+            self._clock(),
+            first_started,
+            error.request_id,
+        )
 
     def forget(self, seq: int) -> None:
         """The job got through (or failed for another reason): its clock stops."""

@@ -73,6 +73,10 @@ class LearnConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     decrease_factor: Annotated[float, Meta(gt=0, lt=1)] = 0.85
     min_cut_interval_s: Annotated[float, Meta(ge=0)] = 0.5
     min_share_samples: Annotated[int, Meta(gt=0)] = 10
+    # 429s up to this share of the answers (over the last `min_cut_interval_s`, and within a
+    # window) are noise, not the limit: a server that refuses a steady 2 % at random whatever
+    # the rate would otherwise push the rate down for good
+    tolerated_share: Annotated[float, Meta(ge=0, lt=1)] = 0.03
     # a Retry-After at least this long pauses every call (the server says: not now, whatever
     # the rate); a shorter one only delays the refused call, and the cut does the rest
     pause_min_s: Annotated[float, Meta(ge=0)] = 2.0
@@ -127,6 +131,7 @@ class RateLearner:
         self._answered_since_cut = 0
         self._limited_since_cut = 0
         self._sustained: deque[tuple[float, int]] = deque()  # (window end, successes)
+        self._recent: deque[tuple[int, int]] = deque()  # (answers, 429s) of the last windows
         self._last_cut_at = -math.inf
         self.requests = 0
         self.rate_limited = 0
@@ -176,8 +181,20 @@ class RateLearner:
             return False  # sent before we reacted: this excess is already answered
         if now - self._last_cut_at < self.config.min_cut_interval_s:
             return False
+        if self._recent_share() <= self.config.tolerated_share:
+            return False  # a stray 429 among many answers: noise, not the limit
         self._cut(now)
         return True
+
+    def _recent_share(self) -> float:
+        """429s among the answers of the current window and those of the last
+        `min_cut_interval_s`."""
+        answered = self._succeeded + self._limited_in_window
+        limited = self._limited_in_window
+        for window_answered, window_limited in self._recent:
+            answered += window_answered
+            limited += window_limited
+        return limited / answered if answered else 0.0
 
     def observe_limit(self, limit_rpm: float | None) -> None:
         """The server's `x-ratelimit-limit-requests`: its own number is the rate to use."""
@@ -207,6 +224,7 @@ class RateLearner:
         self._trim(end + skipped * window_s)
         if skipped:  # an idle spell: the rate was not used
             self._clean_windows = self._clean_grants = 0
+            self._recent.clear()
         self._window_start = end + skipped * window_s  # idle windows: nothing else to learn
         self._granted = self._succeeded = self._limited_in_window = 0
 
@@ -215,7 +233,11 @@ class RateLearner:
         self._sustained.append((end, self._succeeded))
         self._trim(end)
         self._record(end)
-        if self._limited_in_window:
+        answered = self._succeeded + self._limited_in_window
+        self._recent.append((answered, self._limited_in_window))
+        while len(self._recent) > max(1, round(config.min_cut_interval_s / config.window_s)):
+            self._recent.popleft()
+        if self._limited_in_window > config.tolerated_share * answered:
             self._clean_windows = self._clean_grants = 0
             return
         self._clean_windows += 1

@@ -224,3 +224,22 @@ def test_slow_start_waits_for_answers_at_high_latency() -> None:
     trace = drive(learner, clock, ServerBucket(lambda _t: 1200.0), until_s=120.0, latency_s=0.5)
     assert trace.limited_share(0.0, 120.0) <= 0.05
     assert trace.accepted_rpm(10.0, 120.0) >= 0.85 * 1200
+
+
+class RandomRefusals(ServerBucket):
+    """No limit, but every 50th request refused (2 %, as the `faults` bench injects)."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda _t: 1e9)
+        self.seen = 0
+
+    def admit(self, now: float) -> bool:
+        self.seen += 1
+        return self.seen % 50 != 0
+
+
+def test_a_steady_share_of_random_429s_does_not_drive_the_rate_down() -> None:
+    learner, clock = fresh(start_rpm=60_000.0)  # 1,000 calls a second
+    drive(learner, clock, RandomRefusals(), until_s=30.0, latency_s=0.02)
+    assert learner.rate_rpm >= 60_000.0
+    assert learner.cuts == 0

@@ -84,7 +84,8 @@ def test_progress_shows_the_learned_rate_and_the_429_share() -> None:
     for _ in range(99):
         learner.on_success()
     learner.on_rate_limited(granted_at=-1.0)
-    assert learned_fields(registry) == {"learned_rpm": 765, "rate_limited_pct": 1.0}  # 900 * 0.85
+    # one 429 among 100 answers is noise (tolerated_share 3 %): no cut
+    assert learned_fields(registry) == {"learned_rpm": 900, "rate_limited_pct": 1.0}
 
 
 def test_status_lines_say_rate_and_429s() -> None:

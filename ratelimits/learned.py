@@ -128,6 +128,8 @@ class RateLearner:
         self._evidence_at = 0  # grants before the last change: their answers judge it
         self._clean_windows = 0  # windows in a row without a 429
         self._clean_grants = 0
+        self._span_answered = 0  # answers and 429s over the windows of the current span
+        self._span_limited = 0
         self._answered_since_cut = 0
         self._limited_since_cut = 0
         self._sustained: deque[tuple[float, int]] = deque()  # (window end, successes)
@@ -224,6 +226,7 @@ class RateLearner:
         self._trim(end + skipped * window_s)
         if skipped:  # an idle spell: the rate was not used
             self._clean_windows = self._clean_grants = 0
+            self._span_answered = self._span_limited = 0
             self._recent.clear()
         self._window_start = end + skipped * window_s  # idle windows: nothing else to learn
         self._granted = self._succeeded = self._limited_in_window = 0
@@ -237,18 +240,18 @@ class RateLearner:
         self._recent.append((answered, self._limited_in_window))
         while len(self._recent) > max(1, round(config.min_cut_interval_s / config.window_s)):
             self._recent.popleft()
-        if self._limited_in_window > config.tolerated_share * answered:
-            self._clean_windows = self._clean_grants = 0
-            return
         self._clean_windows += 1
         self._clean_grants += self._granted
+        self._span_answered += answered
+        self._span_limited += self._limited_in_window
         span = 1 if self.phase is Phase.SLOW_START else config.increase_windows
         if self._clean_windows < span or self.requests < self._evidence_at:
             return  # too soon, or calls sent at this rate are still unanswered
         allowed = self._rate * span * config.window_s / 60.0
         used = self._clean_grants >= math.floor(config.used_share * allowed)
-        self._clean_windows = self._clean_grants = 0
-        if not used:
+        clean = self._span_limited <= config.tolerated_share * self._span_answered
+        self._clean_windows = self._clean_grants = self._span_answered = self._span_limited = 0
+        if not used or not clean:
             return
         if self.phase is Phase.SLOW_START:
             self._rate = self._bounded(self._rate * config.slow_start_growth)
@@ -292,6 +295,8 @@ class RateLearner:
             return  # already well below what the server just sustained: hold
         self.cuts += 1
         self._rate = new_rate
+        self._evidence_at = self._granted_total  # the next step up is judged at the new rate
+        self._clean_windows = self._clean_grants = self._span_answered = self._span_limited = 0
         self._record(now)
         log.info("rate_learned_decrease", rpm=round(new_rate, 1), floor_rpm=round(floor, 1))
         self._push()

@@ -55,6 +55,11 @@ def _add_sim_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--output-tokens", type=int, help="mean completion length")
     g.add_argument("--rpm", type=int, help="RPM the simulator enforces (and the engine's budget)")
     g.add_argument("--tpm", type=int, help="TPM the simulator enforces (and the engine's budget)")
+    g.add_argument(
+        "--rpm-limit-mode",
+        choices=("headers", "retry-after", "bare"),
+        help="how the simulator refuses a request over its limits (429 with or without headers)",
+    )
     g.add_argument("--error-rate", type=float)
     g.add_argument("--rate-limit-rate", type=float, help="injected 429s")
     g.add_argument("--timeout-rate", type=float, help="requests that hang for --hang-s")

@@ -83,11 +83,37 @@ def _latency(ax: Axes, runs: list[RunMetrics], samples: Samples) -> None:
         ax.legend(fontsize="small")
 
 
+def _learned(ax: Axes, runs: list[RunMetrics], limit_rpm: float | None) -> None:
+    """The learned request rate and what the server let through, against its limit; the
+    share of 429s per bin on the right-hand axis."""
+    share_ax = ax.twinx()
+    for index, run in enumerate(runs):
+        xs = [p.t_s for p in run.learned]
+        ax.step(xs, [p.learned_rpm for p in run.learned], where="post", color=_color(index),
+                label=f"{_label(run)}: learned rpm")  # fmt: skip
+        ax.step(xs, [p.accepted_rpm for p in run.learned], where="post", color=_color(index),
+                linestyle=":", label=f"{_label(run)}: accepted rpm")  # fmt: skip
+        share_ax.step(xs, [100.0 * p.share_429 for p in run.learned], where="post",
+                      color="C3", alpha=0.5, label="429 share (%)")  # fmt: skip
+    if limit_rpm is not None:
+        ax.axhline(limit_rpm, color="black", linestyle="--", label=f"limit {limit_rpm:g} rpm")
+    ax.set_xlabel("seconds from start")
+    ax.set_ylabel("requests per minute")
+    share_ax.set_ylabel("429s, % of calls in the bin")
+    ax.set_title("learned request rate (no --rpm given)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+
+
 def write_png(report: BenchReport, samples: Samples, path: Path) -> None:
-    fig = Figure(figsize=(11, 12), layout="constrained")
-    jobs_ax, tokens_ax, latency_ax = fig.subplots(3, 1)
+    learned = [run for run in report.runs if run.learned]
+    fig = Figure(figsize=(11, 16 if learned else 12), layout="constrained")
+    axes = fig.subplots(4 if learned else 3, 1)
+    jobs_ax, tokens_ax, latency_ax = axes[0], axes[1], axes[2]
     _throughput(jobs_ax, report.runs, tokens=False)
     _throughput(tokens_ax, report.runs, tokens=True)
     _latency(latency_ax, report.runs, samples)
+    if learned:
+        _learned(axes[3], learned, report.scenario.sim.rpm)
     fig.suptitle(f"bench {report.scenario.name} ({report.started_at})")
     fig.savefig(path, dpi=90)

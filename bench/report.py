@@ -11,6 +11,7 @@ from typing import Literal
 
 import msgspec
 
+from bench.learned import LearnedPoint, coarser
 from bench.measure import Percentiles, SeriesPoint, compare
 from bench.scenarios import Scenario, Target
 from engine.prices import Price
@@ -58,6 +59,8 @@ class RunMetrics(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # (cpu_s - the CPU it had used when its first request arrived) / done: the cost per job
     # without start-up (imports, reading and enqueueing the requests)
     cpu_ms_per_job_net: float | None = None
+    # the engine's learned request rate over the run (per second), when it learned one
+    learned: list[LearnedPoint] = msgspec.field(default_factory=list)
 
 
 class CheckResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -209,7 +212,32 @@ def render_markdown(report: BenchReport) -> str:
                 f"| {c.label} | `{c.target}` | {c.variant} | {conc} | {measured} | {status} |"
             )
         lines.append("")
+    lines += _learned_table(report.runs, report.scenario.sim.rpm)
     return "\n".join(lines)
+
+
+def _learned_table(runs: list[RunMetrics], limit_rpm: float | None) -> list[str]:
+    """The learned rate over time: utilisation of the limit and the share of 429s, the first
+    10 s second by second, then per 10 s."""
+    lines: list[str] = []
+    for r in runs:
+        if not r.learned:
+            continue
+        points = r.learned[:10] + coarser(r.learned[10:], 10, limit_rpm)
+        lines += [
+            f"learned rate over time, {r.variant} c={r.concurrency} (the learned rpm at the "
+            "end of each span):",
+            "",
+            "| t (s) | learned rpm | accepted rpm | utilisation | 429 share |",
+            "|---|---|---|---|---|",
+        ]
+        for p in points:
+            lines.append(
+                f"| {p.t_s:g} | {p.learned_rpm:.0f} | {p.accepted_rpm:.0f} | "
+                f"{_pct(p.utilisation)} | {_pct(p.share_429)} |"
+            )
+        lines.append("")
+    return lines
 
 
 def write_markdown(report: BenchReport, path: Path) -> None:

@@ -32,6 +32,7 @@ from bench.collect import (
     read_engine_jobs,
     sim_counts,
 )
+from bench.learned import LEARNED_BIN_S, learned_series, read_history
 from bench.measure import ratio
 from bench.procs import SimProcess, run_bare, run_engine, supported_generate_flags
 from bench.report import RunMetrics
@@ -207,6 +208,7 @@ def _run_variant(
         started, finished = run_engine(args, vdir, timeout_s, sim.has_requests)
         counts = sim_counts(sim.stats())
     jobs = read_engine_jobs(vdir / "run")
+    history = read_history(vdir / "run")
     if not options.keep:
         _remove_bulk(vdir)
     measured = Measured(
@@ -222,7 +224,9 @@ def _run_variant(
         peak_rss_mb=finished.peak_rss_mb,
         startup_cpu_s=started.startup_cpu_s,
     )
-    return engine_metrics(measured, counts, ctx, jobs)
+    metrics, samples = engine_metrics(measured, counts, ctx, jobs)
+    learned = learned_series(history, LEARNED_BIN_S, scenario.sim.rpm)
+    return msgspec.structs.replace(metrics, learned=learned), samples
 
 
 def _engine_command(

@@ -40,6 +40,7 @@ class SimSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     output_tokens: int = 64  # mean completion length (tokens)
     rpm: int | None = None
     tpm: int | None = None  # counts prompt + max_tokens per request, like OpenAI
+    rpm_limit_mode: Literal["headers", "retry-after", "bare"] = "headers"
     error_rate: float = 0.0
     rate_limit_rate: float = 0.0
     timeout_rate: float = 0.0
@@ -155,6 +156,34 @@ SCENARIOS: dict[str, Scenario] = {
                 Target(">= 97 % of the allowed rate", "efficiency", ">=", 0.97),
                 _NO_429,
                 _NO_DUPLICATES,
+            ),
+        ),
+        Scenario(
+            name="rate-discovery",
+            description="the simulator enforces 1,200 RPM with bare 429s (no Retry-After, no "
+            "x-ratelimit-*); the engine is given no --rpm and learns the rate",
+            jobs=2_400,
+            concurrency=(64,),
+            variants=("engine",),
+            sim=SimSettings(latency_ms=50.0, rpm=1_200, rpm_limit_mode="bare"),
+            targets=(
+                Target(">= 85 % of the 1,200 RPM limit", "efficiency", ">=", 0.85),
+                Target("<= 5 % of calls answered 429", "rate_429_fraction", "<=", 0.05),
+                _NO_FAILURES,
+            ),
+        ),
+        Scenario(
+            name="rate-discovery-retry-after",
+            description="as rate-discovery, but the 429s carry Retry-After (still no "
+            "x-ratelimit-*)",
+            jobs=2_400,
+            concurrency=(64,),
+            variants=("engine",),
+            sim=SimSettings(latency_ms=50.0, rpm=1_200, rpm_limit_mode="retry-after"),
+            targets=(
+                Target(">= 90 % of the 1,200 RPM limit", "efficiency", ">=", 0.90),
+                Target("<= 2 % of calls answered 429", "rate_429_fraction", "<=", 0.02),
+                _NO_FAILURES,
             ),
         ),
         Scenario(

@@ -116,6 +116,13 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--output-tokens", type=int, default=64)
     p.add_argument("--rpm", type=int)
     p.add_argument("--tpm", type=int)
+    p.add_argument(
+        "--rpm-limit-mode",
+        choices=("headers", "retry-after", "bare"),
+        default="headers",
+        help="how a request over --rpm/--tpm is refused: 429 with Retry-After and "
+        "x-ratelimit-* (headers), with Retry-After only, or with no header at all (bare)",
+    )
     p.add_argument("--error-rate", type=float, default=0.0)
     p.add_argument("--rate-limit-rate", type=float, default=0.0)
     p.add_argument("--timeout-rate", type=float, default=0.0)
@@ -158,6 +165,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
         output_tokens=args.output_tokens,
         rpm=args.rpm,
         tpm=args.tpm,
+        rpm_limit_mode=args.rpm_limit_mode,
         error_rate=args.error_rate,
         rate_limit_rate=args.rate_limit_rate,
         timeout_rate=args.timeout_rate,

@@ -5,7 +5,8 @@
     │   ├── retry: RetryPolicy    attempts and backoff
     │   └── deadline              the adaptive deadline of hung calls (workers.deadline)
     ├── breaker: BreakerConfig    when an outage pauses dispatch, how it is probed
-    └── limits: LimitFlags        the RPM/TPM budgets, overall and per model
+    ├── limits: LimitFlags        the RPM/TPM budgets, overall and per model
+    └── rate_limit                how long a job the server keeps refusing (429) may wait
 
 `add_engine_flags` builds the argparse flags of every command that runs the engine (`generate`,
 the LLM stages) from `FLAGS`, with each default in `--help` read from the Structs. A
@@ -44,6 +45,7 @@ from engine.errors import SettingsError
 from engine.run import RunConfig
 from ratelimits.breaker import BreakerConfig
 from ratelimits.limiter import LimitConfig, LimitsConfig, ModelLimits
+from workers.ratelimited import RateLimitPolicy
 
 
 class LimitFlags(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -83,9 +85,11 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     prices: Path | None = None  # None: engine/data/prices.json
     progress: bool | None = None  # None: on a terminal
     sim_latency_ms: float = 0.0
+    learn_rate: bool = True  # learn the allowed request rate from 429s (ratelimits.learned)
     run: RunConfig = RunConfig()
     breaker: BreakerConfig = BreakerConfig()
     limits: LimitFlags = LimitFlags()
+    rate_limit: RateLimitPolicy = RateLimitPolicy()
 
 
 DEFAULTS = EngineConfig()
@@ -196,6 +200,20 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--retry-max-s", ("run", "retry", "max_s"), "longest retry delay", float),
     Flag("--rpm", ("limits", "rpm"), "requests per minute budget (default: unlimited)", float),
     Flag("--tpm", ("limits", "tpm"), "tokens per minute budget (default: unlimited)", float),
+    Flag(
+        "--learn-rate",
+        ("learn_rate",),
+        "learn the request rate the server allows from its 429s (below --rpm if given), "
+        "starting from the rate remembered in rates.json beside the cache",
+        action=argparse.BooleanOptionalAction,
+    ),
+    Flag(
+        "--rate-limit-give-up-s",
+        ("rate_limit", "give_up_s"),
+        "429s never spend --max-attempts; a job the server keeps refusing fails this many "
+        "seconds after its first 429",
+        positive_float,
+    ),
     Flag(
         "--model-rpm",
         ("limits", "model_rpm"),

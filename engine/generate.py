@@ -24,6 +24,7 @@ from engine.crashpoints import CrashPoints
 from engine.endpoint import cache_scope, chosen_base_url
 from engine.errors import UserError, exit_status_of
 from engine.exits import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from engine.learned_rates import load_rates, rates_path, remember_rates
 from engine.output import OutputFiles
 from engine.pipeline import Pipeline
 from engine.prices import Price, load_prices
@@ -35,11 +36,13 @@ from engine.rundir import RunDirBusy, default_cache_path, lock_run_dir
 from engine.simproc import local_simulator
 from ratelimits.breaker import BreakerConfig, CircuitBreaker
 from ratelimits.clock import LoopClock
+from ratelimits.learned import LearnConfig, LearnerRegistry
 from ratelimits.limiter import LimiterRegistry, LimitsConfig
 from schemas.job import Status
 from workers.client import AiohttpTransport, ChatTransport
 from workers.deadline import deadlines_of
 from workers.dispatch import Dispatcher, Validator
+from workers.ratelimited import RateLimitedJobs, RateLimitPolicy
 
 log = structlog.get_logger()
 
@@ -56,6 +59,11 @@ class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cache_path: Path | None = None  # None: no cache, no deduplication
     limits: LimitsConfig | None = None  # None: no client-side rate limit
     prices_path: Path | None = None
+    # issue 15: 429s spend no attempt (give-up ceiling), the allowed rate is learned (None: off)
+    # and remembered in `rates_path` (None: not remembered)
+    rate_limit: RateLimitPolicy = RateLimitPolicy()
+    learn: LearnConfig | None = LearnConfig()
+    rates_path: Path | None = None
 
     @classmethod
     def from_config(cls, config: EngineConfig, run_dir: Path) -> GenerateOptions:
@@ -72,6 +80,11 @@ class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             cache_path=None if config.no_cache else (config.cache or default_cache_path()),
             limits=config.limits.limiter_config(),
             prices_path=config.prices,
+            rate_limit=config.rate_limit,
+            learn=LearnConfig() if config.learn_rate else None,
+            rates_path=rates_path(config.cache or default_cache_path())
+            if config.learn_rate
+            else None,
         )
 
 
@@ -143,11 +156,12 @@ async def _execute(
             return _exit_code(counts.count(Status.FAILED), interrupted=False)
         finished_before = counts.count(Status.DONE) + counts.count(Status.FAILED)
         async with _endpoint(options, base_url) as url:
-            dispatcher = _dispatcher(options, url, pipeline.check)
+            dispatcher = _dispatcher(options, url, pipeline.check, base_url)
             coordinator = Coordinator(queue, dispatcher, output, options.run, pipeline, crash=crash)
             try:
                 return await _run(queue, coordinator, options, counts.total, finished_before)
             finally:
+                await remember_rates(queue, dispatcher.learners, base_url, options.rates_path)
                 await dispatcher.close()
     finally:
         output.close()
@@ -163,18 +177,31 @@ async def _endpoint(options: GenerateOptions, base_url: str | None) -> AsyncIter
         yield url
 
 
-def _dispatcher(options: GenerateOptions, base_url: str, validator: Validator) -> Dispatcher:
+def _dispatcher(
+    options: GenerateOptions, base_url: str, validator: Validator, endpoint: str | None
+) -> Dispatcher:
+    """The dispatcher calling `base_url`; `endpoint` is the URL the user chose (None: the
+    built-in simulator), whose remembered rates are the learners' starting points."""
     clock = LoopClock()
-    limits = LimiterRegistry(options.limits, clock) if options.limits is not None else None
+    limits_config = options.limits
+    learners = None
+    if options.learn is not None:  # the learned rate paces through the limiter: always one
+        limits_config = limits_config or LimitsConfig()
+        start = load_rates(options.rates_path, endpoint) if options.rates_path else {}
+        learners = LearnerRegistry(options.learn, clock, start_rpm=start)
+    limits = LimiterRegistry(limits_config, clock) if limits_config is not None else None
+    rng = random.Random(options.run.seed)
     return Dispatcher(
         _transport(options, base_url),
         options.run.retry,
         CircuitBreaker(options.breaker, clock),
         limits,
-        random.Random(options.run.seed),
+        rng,
         coalesce=options.cache_path is not None,
         validator=validator,
         deadlines=deadlines_of(options.run.deadline),
+        learners=learners,
+        rate_limited=RateLimitedJobs(options.rate_limit, rng),
     )
 
 
@@ -199,8 +226,14 @@ async def _run(
     finished_before: int,
 ) -> int:
     interactive = sys.stderr.isatty() if options.progress is None else options.progress
+    dispatcher = coordinator.dispatcher
     reporter = ProgressReporter(
-        coordinator.stats, total, finished_before, interactive, coordinator.dispatcher.breaker
+        coordinator.stats,
+        total,
+        finished_before,
+        interactive,
+        dispatcher.breaker,
+        learners=dispatcher.learners,
     )
     progress = asyncio.create_task(reporter.run())
     _freeze_startup_objects()

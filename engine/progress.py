@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from engine.run import RunStats
 from ratelimits.breaker import CircuitBreaker
+from ratelimits.learned import LearnerRegistry
 
 log = structlog.get_logger()
 
@@ -59,6 +60,21 @@ def paused_since(breaker: CircuitBreaker, loop_now: float, wall_now: float) -> s
     return time.strftime("%H:%M:%S", time.localtime(opened))
 
 
+def learned_fields(learners: LearnerRegistry | None) -> dict[str, object]:
+    """The learned request rate (all models together) and the share of answers that were 429s."""
+    if learners is None:
+        return {}
+    learned = learners.snapshot()
+    if not learned:
+        return {"learned_rpm": None, "rate_limited_pct": 0.0}
+    answered = sum(r.requests for r in learned)
+    limited = sum(r.rate_limited for r in learned)
+    return {
+        "learned_rpm": round(sum(r.rpm for r in learned)),
+        "rate_limited_pct": round(100.0 * limited / answered, 2) if answered else 0.0,
+    }
+
+
 class ProgressReporter:
     def __init__(
         self,
@@ -67,7 +83,9 @@ class ProgressReporter:
         finished_before: int,
         interactive: bool,
         breaker: CircuitBreaker | None = None,
+        learners: LearnerRegistry | None = None,
     ):
+        self._learners = learners
         self._breaker = breaker
         self._stats = stats
         self._total = total
@@ -92,6 +110,7 @@ class ProgressReporter:
             "tokens": s.prompt_tokens + s.completion_tokens,
             "cached": s.cached,
             "paused_since": self._paused_since(),
+            **learned_fields(self._learners),
         }
 
     def _paused_since(self) -> str | None:
@@ -125,6 +144,8 @@ class ProgressReporter:
                     f"retries {snap['retries']} cached {snap['cached']} "
                     f"in flight {snap['in_flight']}"
                 )
+                if snap.get("learned_rpm") is not None:
+                    line += f" learned {snap['learned_rpm']} rpm, 429s {snap['rate_limited_pct']} %"
                 if snap["paused_since"]:
                     line = f"[bold red]paused: API unavailable since {snap['paused_since']}[/]"
                 bar.update(task, completed=int(str(snap["finished"])), line=line)

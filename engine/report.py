@@ -12,11 +12,13 @@ import msgspec
 from engine import pipelines
 from engine.abandoned import abandoned_calls
 from engine.errors import SettingsError, UserError, exit_status_of
+from engine.learned_rates import META_KEY, learned_from_meta, render_learned
 from engine.output import OutputFiles
 from engine.pipeline import PIPELINE_KEY
 from engine.prices import Price, load_prices
 from engine.queue.backends import open_queue, run_exists
 from engine.rundir import QUEUE_FILE, lock_run_dir
+from ratelimits.learned import LearnedRate
 from schemas.job import ALL_STATUSES, QueueCounts, Status
 
 
@@ -32,6 +34,8 @@ class StatusReport(msgspec.Struct):
     by_model: dict[str, ModelCost]
     cost_usd: float | None  # paid calls only; None when a model has no price
     abandoned_calls: int = 0  # cut off by the adaptive deadline and retried: may be paid twice
+    # the last run's learned request rate per model, calls answered and 429s among them
+    rate_limits: list[LearnedRate] = msgspec.field(default_factory=list)
 
 
 class ModelCost(msgspec.Struct):
@@ -59,7 +63,12 @@ def model_costs(counts: QueueCounts, prices: dict[str, Price]) -> dict[str, Mode
     return costs
 
 
-def status_report(run_dir: Path, counts: QueueCounts, prices: dict[str, Price]) -> StatusReport:
+def status_report(
+    run_dir: Path,
+    counts: QueueCounts,
+    prices: dict[str, Price],
+    rate_limits: list[LearnedRate] | None = None,
+) -> StatusReport:
     elapsed = None
     if counts.first_started_at is not None and counts.last_finished_at is not None:
         elapsed = round(counts.last_finished_at - counts.first_started_at, 3)
@@ -76,6 +85,7 @@ def status_report(run_dir: Path, counts: QueueCounts, prices: dict[str, Price]) 
         elapsed_s=elapsed,
         by_model=by_model,
         cost_usd=None if None in costs else round(sum(c or 0.0 for c in costs), 6),
+        rate_limits=rate_limits or [],
     )
 
 
@@ -107,6 +117,7 @@ def render_status(report: StatusReport) -> str:
         )
     if report.elapsed_s is not None:
         lines.append(f"  elapsed {report.elapsed_s:.1f} s (first call to last finish)")
+    lines += render_learned(report.rate_limits)
     return "\n".join(lines)
 
 
@@ -136,7 +147,8 @@ async def _status(run_dir: Path, as_json: bool, prices_path: Path | None) -> int
     prices = load_prices(prices_path)
     queue = await open_queue(run_dir)
     try:
-        report = status_report(run_dir, await queue.counts(), prices)
+        learned = learned_from_meta(await queue.get_meta(META_KEY))
+        report = status_report(run_dir, await queue.counts(), prices, learned)
         report.abandoned_calls = await abandoned_calls(queue)
     finally:
         await queue.close()

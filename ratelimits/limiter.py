@@ -46,6 +46,11 @@ the provider refills until then. `on_rate_limited` (a 429) pauses all dispatch u
 Retry-After (or a backoff) and multiplies the rate by `decrease_factor`, at most once per
 `adapt_interval_s` (the 429s of one burst are one event); `on_success` adds `increase_step`
 back, at most once per `adapt_interval_s`, until the configured rate (AIMD, as in TCP).
+
+When a `RateLearner` (ratelimits/learned.py) steers the limiter, it sets the request rate with
+`set_learned_rpm` (creating the request bucket if no RPM was configured) and pauses it with
+`pause_for` (a Retry-After); the dispatcher then reports 429s and successes to the learner
+instead of `on_rate_limited`/`on_success`, so there is one adaptation, not two.
 """
 
 from __future__ import annotations
@@ -400,6 +405,27 @@ class RateLimiter:
             self._requests.observe(limit_requests, remaining_requests, reset_requests_s, now)
         if self._tokens is not None:
             self._tokens.observe(limit_tokens, remaining_tokens, reset_tokens_s, now)
+        self._dispatch()
+
+    def set_learned_rpm(self, rpm: float) -> None:
+        """Pace requests at `rpm` (a `RateLearner`'s rate): it replaces the configured RPM, which
+        the learner already takes as its ceiling. Waiters are re-timed at once."""
+        now = self._clock.now()
+        self._wait_s(0, now)  # refill at the old rate up to now
+        bucket = self._requests
+        if bucket is None:
+            self._requests = _Bucket(rpm, self.config.burst_s, now)
+        else:
+            bucket.configured_per_min = bucket.per_min = rpm
+            bucket.capacity = max(1.0, rpm * bucket.burst_s / 60.0)
+            bucket.level = min(bucket.level, bucket.capacity)
+        self._dispatch()
+
+    def pause_for(self, seconds: float) -> None:
+        """Send nothing for `seconds` (a Retry-After); a longer pause already set stands."""
+        now = self._clock.now()
+        self._wait_s(0, now)
+        self._paused_until = max(self._paused_until, now + seconds)
         self._dispatch()
 
     def on_rate_limited(self, retry_after_s: float | None = None) -> None:

@@ -6,7 +6,10 @@ dispatch(job):
     limiter.acquire(estimate)        → the model's RPM/TPM budget, first come first served
     transport.call()                 → CallResult, or a ProviderError by class; abandoned
                                        (CallAbandoned) past its adaptive deadline
-    settle + adapt                   → real usage back to the limiter, headers, 429s
+    settle + adapt                   → real usage back to the limiter, headers, and 429s to
+                                       the learned rate (ratelimits/learned.py) when learning
+    a 429                            → Retry without spending an attempt, until the job's
+                                       give-up ceiling (workers/ratelimited.py)
     → Done | Retry | Failed          (an outage failure spends no attempt)
 
 `stop_waiting()` (on Ctrl-C) ends every wait at the breaker or the limiter at once with
@@ -18,12 +21,14 @@ in flight.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Callable
 
 from ratelimits.breaker import CircuitBreaker, Permit
 from ratelimits.breaker import Outcome as CallOutcome
+from ratelimits.learned import LearnerRegistry, RateLearner
 from ratelimits.limiter import LimiterRegistry, RateLimiter, Reservation
 from schemas.job import ClaimedJob, Done, Failed, Retry
 from workers.abandon import call_within_deadline
@@ -31,6 +36,7 @@ from workers.client import CallResult, ChatTransport
 from workers.deadline import Deadlines, key_of
 from workers.errors import ProviderError, RateLimited, is_outage_like
 from workers.executor import RetryPolicy, decide, done, error_info
+from workers.ratelimited import RateLimitedJobs
 
 #: Checks a completion's content for its stage; raises InvalidOutput (retryable) if wrong.
 Validator = Callable[[ClaimedJob, CallResult], None]
@@ -51,7 +57,12 @@ class Dispatcher:
         coalesce: bool = True,
         validator: Validator | None = None,
         deadlines: Deadlines | None = None,
+        learners: LearnerRegistry | None = None,
+        rate_limited: RateLimitedJobs | None = None,
     ) -> None:
+        # issue 15: the learned rate per model (needs `limits`), and 429s that spend no attempt
+        self._learners = learners if limits is not None else None
+        self._rate_limited = rate_limited
         self._validator = validator
         self._deadlines = deadlines
         self._transport = transport
@@ -74,6 +85,11 @@ class Dispatcher:
     def breaker(self) -> CircuitBreaker:
         return self._breaker
 
+    @property
+    def learners(self) -> LearnerRegistry | None:
+        """The learned rate per model (None when not learning)."""
+        return self._learners
+
     async def dispatch(self, job: ClaimedJob) -> Done | Retry | Failed:
         if self._coalesce:
             while (leader := self._inflight.get(job.fingerprint)) is not None:
@@ -85,6 +101,9 @@ class Dispatcher:
             future: asyncio.Future[CallResult | None] = asyncio.get_running_loop().create_future()
             self._inflight[job.fingerprint] = future
         started = time.time()
+        if self._rate_limited is not None and (gone := self._rate_limited.expired(job, started)):
+            self._settle_leader(job.fingerprint, None)
+            return gone
         try:
             result = await self._call(job)
             if self._validator is not None:
@@ -96,6 +115,8 @@ class Dispatcher:
             self._settle_leader(job.fingerprint, None)
             raise
         self._settle_leader(job.fingerprint, result)
+        if self._rate_limited is not None:
+            self._rate_limited.forget(job.seq)
         return done(job, result, started, time.time())
 
     def stopping(self) -> bool:
@@ -128,6 +149,10 @@ class Dispatcher:
         if error.during_outage:
             self.outage_failures += 1
             return Retry(job.seq, error_info(error), now, started, spend_attempt=False)
+        if self._rate_limited is not None:
+            if isinstance(error, RateLimited):
+                return self._rate_limited.outcome(job, error, started)
+            self._rate_limited.forget(job.seq)
         return decide(job, error, started, now, self._policy, self._rng)
 
     async def _pass_gates(
@@ -156,7 +181,12 @@ class Dispatcher:
 
     async def _call(self, job: ClaimedJob) -> CallResult:
         limiter = self._limits.get(job.model) if self._limits is not None else None
+        learner = None
+        if self._learners is not None and limiter is not None:
+            learner = self._learners.get(job.model, limiter, limiter.config.rpm)
         permit, reservation = await self._pass_gates(job, limiter)
+        if learner is not None:
+            learner.on_grant()
         try:
             result = await self._send(job)
         except ProviderError as error:
@@ -164,7 +194,7 @@ class Dispatcher:
             kind = CallOutcome.OUTAGE if outage else CallOutcome.OTHER_FAILURE
             if self._breaker.record(permit, kind):
                 error.during_outage = True
-            _after_failure(limiter, reservation, error)
+            _after_failure(limiter, reservation, error, learner)
             raise
         except BaseException:
             self._breaker.abandon(permit)
@@ -172,7 +202,7 @@ class Dispatcher:
                 reservation.settle(0)
             raise
         self._breaker.record(permit, CallOutcome.SUCCESS)
-        _after_success(limiter, reservation, result)
+        _after_success(limiter, reservation, result, learner)
         return result
 
     async def _send(self, job: ClaimedJob) -> CallResult:
@@ -187,21 +217,36 @@ class Dispatcher:
 
 
 def _after_failure(
-    limiter: RateLimiter | None, reservation: Reservation | None, error: ProviderError
+    limiter: RateLimiter | None,
+    reservation: Reservation | None,
+    error: ProviderError,
+    learner: RateLearner | None,
 ) -> None:
     if reservation is not None:
         reservation.settle(0)  # a refused call used no tokens
-    if limiter is not None and isinstance(error, RateLimited):
+    if learner is not None:
+        if isinstance(error, RateLimited):
+            granted_at = reservation.granted_at if reservation is not None else -math.inf
+            learner.on_rate_limited(granted_at, error.retry_after_s)
+    elif limiter is not None and isinstance(error, RateLimited):
         limiter.on_rate_limited(error.retry_after_s)
 
 
 def _after_success(
-    limiter: RateLimiter | None, reservation: Reservation | None, result: CallResult
+    limiter: RateLimiter | None,
+    reservation: Reservation | None,
+    result: CallResult,
+    learner: RateLearner | None,
 ) -> None:
     if limiter is None or reservation is None:
         return
     reservation.settle(result.prompt_tokens + result.completion_tokens)
-    limiter.on_success()
+    if learner is not None:
+        learner.on_success()
+        if result.ratelimit is not None:
+            learner.observe_limit(result.ratelimit.limit_requests)
+    else:
+        limiter.on_success()
     if result.ratelimit is not None:
         h = result.ratelimit
         limiter.observe_headers(

@@ -97,8 +97,8 @@ def test_retryable_errors_are_retried_until_done(tmp_path: Path, transport: str)
 def test_attempts_run_out_and_the_reason_is_kept(tmp_path: Path) -> None:
     requests = write_lines(tmp_path / "in.jsonl", [request(f"r{i}") for i in range(5)])
     run_dir = tmp_path / "run"
-    # a 429 storm: retryable, but not an outage (that would pause instead of spending attempts)
-    with simulator("--rate-limit-rate", "1.0") as sim:
+    # malformed bodies: retryable, but neither an outage nor a rate limit (those spend nothing)
+    with simulator("--malformed-rate", "1.0") as sim:
         out = run_engine(
             "generate", "--requests", str(requests), "--run-dir", str(run_dir),
             "--base-url", sim.base_url, "--max-attempts", "3", "--retry-base-s", "0.01",
@@ -107,9 +107,26 @@ def test_attempts_run_out_and_the_reason_is_kept(tmp_path: Path) -> None:
     assert out.returncode == 3
     errors = read_jsonl(run_dir / "errors.jsonl")
     assert len(errors) == 5
-    assert {e["error"]["code"] for e in errors} == {"RateLimited"}
-    assert {e["response"]["status_code"] for e in errors} == {429}
+    assert {e["response"]["status_code"] for e in errors} == {200}
     assert {e["engine"]["attempts"] for e in errors} == {3}
+
+
+def test_429s_spend_no_attempt_and_the_give_up_ceiling_says_so(tmp_path: Path) -> None:
+    requests = write_lines(tmp_path / "in.jsonl", [request(f"r{i}") for i in range(5)])
+    run_dir = tmp_path / "run"
+    with simulator("--rate-limit-rate", "1.0") as sim:  # the server never lets anything through
+        out = run_engine(
+            "generate", "--requests", str(requests), "--run-dir", str(run_dir),
+            "--base-url", sim.base_url, "--max-attempts", "2", "--rate-limit-give-up-s", "1",
+        )  # fmt: skip
+        received = sim.stats()["requests_received"]
+    assert out.returncode == 3
+    errors = read_jsonl(run_dir / "errors.jsonl")
+    assert {e["error"]["code"] for e in errors} == {"RateLimitedTooLong"}
+    assert all("never let this request through" in e["error"]["message"] for e in errors)
+    assert {e["response"]["status_code"] for e in errors} == {429}
+    assert len(errors) == 5
+    assert received > 5 * 2  # more calls than --max-attempts allows: 429s spent none
 
 
 def _queue_rows(run_dir: Path) -> int:

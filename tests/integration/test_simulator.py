@@ -309,6 +309,25 @@ async def test_rpm_exceeded_gives_429_with_retry_after(session: aiohttp.ClientSe
     assert stats.by_status == {"200": 1, "429": 1}
 
 
+@pytest.mark.parametrize("mode", ["bare", "retry-after"])
+async def test_rpm_limit_mode_strips_the_headers(session: aiohttp.ClientSession, mode: str) -> None:
+    config = SimConfig(rpm=60, rpm_limit_mode=mode)  # type: ignore[arg-type]
+    async with await start_simulator(config) as sim:
+        first_status, _raw, first_headers = await post(session, sim, chat_body("x"))
+        status, raw, headers = await post(session, sim, chat_body("y"))
+    assert first_status == 200
+    assert status == 429
+    assert error_of(raw).error.code == "rate_limit_exceeded"
+    for answer in (first_headers, headers):
+        assert not [name for name in answer if name.lower().startswith("x-ratelimit")]
+    assert "retry-after-ms" not in headers
+    if mode == "bare":
+        assert "retry-after" not in headers
+        assert "try again" not in error_of(raw).error.message
+    else:
+        assert headers["retry-after"] == "1"
+
+
 async def test_tpm_counts_prompt_and_max_tokens(session: aiohttp.ClientSession) -> None:
     async with await start_simulator(SimConfig(tpm=600)) as sim:  # 10 tokens a second
         first_status, _raw, first_headers = await post(session, sim, chat_body("x", max_tokens=50))

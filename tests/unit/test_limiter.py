@@ -459,3 +459,45 @@ async def test_registry_builds_one_limiter_per_model_from_default_and_overrides(
     other = registry.get("gpt-x")
     assert other.config == config.default
     assert registry.models() == ["small", "local", "gpt-x"]
+
+
+# -- the learned rate steers the request bucket (issue 15) -------------------------------------
+
+
+async def test_set_learned_rpm_paces_a_limiter_built_without_rpm() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(LimitConfig(), clock)
+    first = spawn(limiter, [0])
+    await run_ready()
+    assert granted(first) == 1  # no request budget: nothing waits
+    limiter.set_learned_rpm(600.0)  # 10 a second, from an empty bucket
+    tasks = spawn(limiter, [0] * 10)
+    await run_ready()
+    assert granted(tasks) == 0
+    clock.advance(0.1)
+    await run_ready()
+    assert granted(tasks) == 1
+    limiter.set_learned_rpm(60.0)  # waiters are re-timed at once: one a second now
+    clock.advance(0.5)
+    await run_ready()
+    assert granted(tasks) == 1
+    clock.advance(0.5)
+    await run_ready()
+    assert granted(tasks) == 2
+    assert limiter.effective_rpm == 60.0
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_pause_for_holds_every_waiter_until_it_ends() -> None:
+    clock, limiter = full_limiter(LimitConfig(rpm=6000))
+    limiter.pause_for(2.0)
+    limiter.pause_for(1.0)  # a shorter pause does not cut the longer one short
+    tasks = spawn(limiter, [0, 0])
+    clock.advance(1.5)
+    await run_ready()
+    assert granted(tasks) == 0
+    clock.advance(0.5)
+    await run_ready()
+    assert granted(tasks) == 2

@@ -28,10 +28,10 @@ RATE_LIMITED = error_body(
 )
 
 
-def over_limit(wait_s: float) -> bytes:
-    return error_body(
-        f"rate limit reached: please try again in {wait_s:.3f}s", "requests", "rate_limit_exceeded"
-    )
+def over_limit(wait_s: float | None) -> bytes:
+    """A 429's body; without `wait_s` (a bare 429) it does not say when to come back either."""
+    later = "" if wait_s is None else f": please try again in {wait_s:.3f}s"
+    return error_body(f"rate limit reached{later}", "requests", "rate_limit_exceeded")
 
 
 def model_not_found(model: str) -> bytes:

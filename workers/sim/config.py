@@ -26,6 +26,10 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     output_tokens: int = 64  # mean completion length in words (1 word = 1 token)
     rpm: int | None = None  # requests per minute enforced
     tpm: int | None = None  # tokens per minute enforced (prompt + requested max completion)
+    # how a request over the rpm/tpm limits is refused: `headers` (429 with Retry-After,
+    # retry-after-ms and x-ratelimit-*, which every answer also carries), `retry-after`
+    # (429 with `retry-after` in whole seconds only), `bare` (429 with neither, like a proxy)
+    rpm_limit_mode: Literal["headers", "retry-after", "bare"] = "headers"
     error_rate: float = 0.0  # answered 500 or 503
     rate_limit_rate: float = 0.0  # answered 429 with Retry-After even under the limits
     timeout_rate: float = 0.0  # hang for hang_s seconds (then 504)

@@ -217,10 +217,15 @@ class Simulator:
         if not limiter.enabled:
             return {}
         wait_s = limiter.admit(cost_tokens, now_s)
-        headers = limiter.headers()
+        mode = self.config.rpm_limit_mode
+        headers = limiter.headers() if mode == "headers" else {}
         if wait_s > 0.0:
-            headers.update(retry_after_headers(wait_s))
-            raise Rejection(429, bodies.over_limit(wait_s), headers)
+            if mode == "headers":
+                headers.update(retry_after_headers(wait_s))
+            elif mode == "retry-after":
+                headers["retry-after"] = retry_after_headers(wait_s)["retry-after"]
+            said = None if mode == "bare" else wait_s
+            raise Rejection(429, bodies.over_limit(said), headers)
         return headers
 
     async def _inject(

@@ -105,36 +105,59 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from workers.sim.config import SimConfig
+
+    d = SimConfig()  # every default of the simulator is written once, there
     p = sub.add_parser(
         "simulate", allow_abbrev=False, help="serve the OpenAI-compatible simulator on 127.0.0.1"
     )
-    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--latency-ms", type=float, default=0.0)
-    p.add_argument("--latency-dist", choices=("fixed", "lognormal"), default="fixed")
-    p.add_argument("--latency-sigma", type=float, default=0.8)
-    p.add_argument("--output-tokens", type=int, default=64)
-    p.add_argument("--rpm", type=int)
-    p.add_argument("--tpm", type=int)
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port (default: 8000)")
+    p.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
+    p.add_argument("--latency-ms", type=float, default=d.latency_ms, help="(default: %(default)s)")
+    p.add_argument(
+        "--latency-dist",
+        choices=("fixed", "lognormal"),
+        default=d.latency_dist,
+        help="lognormal: median = --latency-ms (default: %(default)s)",
+    )
+    p.add_argument(
+        "--latency-sigma", type=float, default=d.latency_sigma, help="(default: %(default)s)"
+    )
+    p.add_argument(
+        "--output-tokens",
+        type=int,
+        default=d.output_tokens,
+        help="mean completion length (default: %(default)s)",
+    )
+    p.add_argument("--rpm", type=int, default=d.rpm, help="requests per minute enforced")
+    p.add_argument("--tpm", type=int, default=d.tpm, help="tokens per minute enforced")
     p.add_argument(
         "--rpm-limit-mode",
         choices=("headers", "retry-after", "bare"),
-        default="headers",
+        default=d.rpm_limit_mode,
         help="how a request over --rpm/--tpm is refused: 429 with Retry-After and "
-        "x-ratelimit-* (headers), with Retry-After only, or with no header at all (bare)",
+        "x-ratelimit-* (headers), with Retry-After only, or with no header at all (bare) "
+        "(default: %(default)s)",
     )
-    p.add_argument("--error-rate", type=float, default=0.0)
-    p.add_argument("--rate-limit-rate", type=float, default=0.0)
-    p.add_argument("--timeout-rate", type=float, default=0.0)
-    p.add_argument("--hang-s", type=float, default=300.0)
-    p.add_argument("--malformed-rate", type=float, default=0.0)
-    p.add_argument("--outage-after-s", type=float)
+    for flag, text in (
+        ("--error-rate", "share answered 500 or 503"),
+        ("--rate-limit-rate", "share answered 429 even under the limits"),
+        ("--timeout-rate", "share that hang for --hang-s"),
+        ("--hang-s", "how long a hung request hangs"),
+        ("--malformed-rate", "share answered 200 with a body that is not a completion"),
+        ("--outage-for-s", "how long the outage lasts"),
+    ):
+        default = getattr(d, flag.removeprefix("--").replace("-", "_"))
+        p.add_argument(flag, type=float, default=default, help=f"{text} (default: {default})")
+    p.add_argument(
+        "--outage-after-s", type=float, default=d.outage_after_s, help="the outage begins then"
+    )
     p.add_argument(
         "--outage-after-requests",
         type=positive_int,
+        default=d.outage_after_requests,
         help="the outage begins when this many requests have arrived (instead of a time)",
     )
-    p.add_argument("--outage-for-s", type=float, default=0.0)
     p.add_argument(
         "--model",
         action="append",
@@ -142,12 +165,13 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         dest="models",
         help="serve only these models (repeat); others get 404",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
     p.add_argument(
         "--pass-rate",
         type=float,
-        default=0.5,
-        help="JSON verdicts (response_format): share with needs_revision false",
+        default=d.pass_rate,
+        help="JSON verdicts (response_format): share with needs_revision false "
+        "(default: %(default)s)",
     )
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=_run_simulate)
@@ -158,26 +182,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from workers.sim.app import run_forever
     from workers.sim.config import SimConfig, config_problems
 
-    config = SimConfig(
-        latency_ms=args.latency_ms,
-        latency_dist=args.latency_dist,
-        latency_sigma=args.latency_sigma,
-        output_tokens=args.output_tokens,
-        rpm=args.rpm,
-        tpm=args.tpm,
-        rpm_limit_mode=args.rpm_limit_mode,
-        error_rate=args.error_rate,
-        rate_limit_rate=args.rate_limit_rate,
-        timeout_rate=args.timeout_rate,
-        hang_s=args.hang_s,
-        malformed_rate=args.malformed_rate,
-        outage_after_s=args.outage_after_s,
-        outage_after_requests=args.outage_after_requests,
-        outage_for_s=args.outage_for_s,
-        models=tuple(args.models),
-        seed=args.seed,
-        pass_rate=args.pass_rate,
-    )
+    values = {name: getattr(args, name) for name in SimConfig.__struct_fields__}
+    config = SimConfig(**{**values, "models": tuple(args.models)})
     problems = config_problems(config)
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)

@@ -1,7 +1,7 @@
 """`python -m engine evaluate`: the PERSONA Bench, run as an engine pipeline.
 
     python -m engine evaluate [--model M] [--judge-model J] [--mode MODE|all] [--n 700]
-        [--k 1] [--seed 0] [--run-dir runs/evaluate] [--personas-file F] [--prompts-file F]
+        [--k 16] [--seed 0] [--run-dir runs/evaluate] [--personas-file F] [--prompts-file F]
         [--answer-format marked|json] [every engine flag: --base-url, --concurrency, --rpm, …]
 
 Exit status as `generate`: 0 done; 3 some jobs failed; 2 bad usage or input; 130 stopped
@@ -48,7 +48,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "have a judge say whether each answer needs more personalisation, and report accuracy "
         "per mode with intervals, paired comparisons, pass@k, cost (RUN_DIR/report.md, .json).",
     )
-    _add_evaluate_arguments(p, "all", Path("runs/evaluate"))
+    _add_evaluate_arguments(p, "all", Path("runs/evaluate"), k=PASS_AT_K)
     nested = p.add_subparsers(dest="evaluate_command", required=False, metavar="{loo}")
     loo = nested.add_parser(
         "loo",
@@ -58,11 +58,17 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--attributes, without it: Cohen's kappa (bootstrap interval) and accuracy change.",
     )
     loo.add_argument("--attributes", required=True, help="comma-separated attribute names")
-    _add_evaluate_arguments(loo, "output_only", Path("runs/loo"))
+    _add_evaluate_arguments(loo, "output_only", Path("runs/loo"), k=1)
     add_verify_parser(sub)
 
 
-def _add_evaluate_arguments(p: argparse.ArgumentParser, mode: str, run_dir: Path) -> None:
+#: answers per sample of `evaluate` (pass@1..16, as the issue asks); `loo` judges one answer
+PASS_AT_K = 16
+
+
+def _add_evaluate_arguments(
+    p: argparse.ArgumentParser, mode: str, run_dir: Path, *, k: int
+) -> None:
     p.add_argument("--model", default=_D.model, help="the evaluated model (default: %(default)s)")
     p.add_argument("--judge-model", default=_D.judge_model, help="(default: %(default)s)")
     p.add_argument("--mode", choices=(*MODES, "all"), default=mode, help=f"(default: {mode})")
@@ -70,7 +76,7 @@ def _add_evaluate_arguments(p: argparse.ArgumentParser, mode: str, run_dir: Path
     p.add_argument(
         "--k",
         type=positive_int,
-        default=_D.k,
+        default=k,
         help="answers per sample; >1 reports pass@1..k (default: %(default)s)",
     )
     p.add_argument("--run-dir", type=Path, default=run_dir)

@@ -82,10 +82,12 @@ class PersonaPipeline:
         self._personas = {p.id: p.text for p in personas}
         self._prompts = {q.id: q for q in prompts}
         self._graph = self._make_graph(self.options.graph)
+        # generators: the queue writes them in chunks (317,200 encoded pairs held at once
+        # would add tens of MB to the run's peak memory)
         records = {
-            PERSONA_KIND: [(p.id, _encoder.encode(PersonaText(p.id, p.text))) for p in personas],
-            PROMPT_KIND: [(q.id, _encoder.encode(q)) for q in prompts],
-            PAIR_KIND: [(f"{p.persona_id}:{p.prompt_id}", _encoder.encode(p)) for p in pairs],
+            PERSONA_KIND: ((p.id, _encoder.encode(PersonaText(p.id, p.text))) for p in personas),
+            PROMPT_KIND: ((q.id, _encoder.encode(q)) for q in prompts),
+            PAIR_KIND: ((f"{p.persona_id}:{p.prompt_id}", _encoder.encode(p)) for p in pairs),
         }
         meta = {
             SIGNATURE_KEY: wanted,

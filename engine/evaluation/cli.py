@@ -14,9 +14,7 @@ import argparse
 import os
 import shlex
 import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -26,14 +24,9 @@ from engine.errors import UserError
 from engine.evaluation.samples import EvalSettings
 from engine.evaluation.templates import MODES
 from engine.exits import EXIT_USAGE
+from workers import loops
 
 _D = EvalSettings()
-
-
-def _run_async(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    from workers import loops  # noqa: PLC0415 (uvloop: only when a command runs)
-
-    return loops.run(main)
 
 
 SIM_PASS_RATE_FLAG = "--pass-rate"
@@ -161,7 +154,7 @@ def _command(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_status
     pipeline = EvaluatePipeline(settings, command, simulated, where)
-    return _run_async(lambda: generate(options, pipeline))
+    return loops.run(lambda: generate(options, pipeline))
 
 
 def add_verify_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -208,4 +201,4 @@ def _verify_command(args: argparse.Namespace) -> int:
         simulated=builtin or args.judge_model.startswith("sim-"),
     )
     options = GenerateOptions.from_config(config, args.out_dir or args.run_dir / "verify")
-    return _run_async(lambda: generate(options, verify.VerifyPipeline(settings, items)))
+    return loops.run(lambda: generate(options, verify.VerifyPipeline(settings, items)))

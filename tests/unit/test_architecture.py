@@ -12,7 +12,7 @@ from tests.helpers import ROOT
 CORE_PACKAGES = ("engine", "workers", "ratelimits", "schemas")
 DOMAIN = "engine.persona"
 DOMAINS = (DOMAIN, "engine.evaluation")  # domain packages: the core imports none of them
-BACKENDS = {Path("engine/queue/sqlite.py")}
+BACKENDS = {Path("engine/queue/sqlite.py"), Path("engine/queue/postgres.py")}
 _SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|CREATE\s+TABLE|PRAGMA\s)")
 
 

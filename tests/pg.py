@@ -84,3 +84,16 @@ def fresh_database(admin: str) -> Iterator[str]:
 def reset_schema(url: str) -> None:
     """An empty database again (the engine creates its schema on the next open)."""
     admin_sql(url, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+
+
+def fetchval(url: str, sql: str) -> Any:
+    """One value read with a connection of its own (from sync test code)."""
+
+    async def read() -> Any:
+        db = await asyncpg.connect(url, timeout=10)
+        try:
+            return await db.fetchval(sql)
+        finally:
+            await db.close()
+
+    return run_sync(read)

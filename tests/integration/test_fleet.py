@@ -1,0 +1,172 @@
+"""Several worker processes on one PostgreSQL run: kill one, add one, export every job once."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests import pg
+from tests.helpers import (
+    ROOT,
+    engine_cmd,
+    engine_env,
+    read_jsonl,
+    request,
+    run_engine,
+    simulator,
+    wait_until,
+    write_lines,
+)
+
+CONCURRENCY = 16
+
+
+def _done(url: str) -> int:
+    try:
+        value = pg.fetchval(url, "SELECT count(*) FROM jobs WHERE status = 'done'")
+    except asyncpg.UndefinedTableError:  # the first worker has not created the schema yet
+        return 0
+    return int(value)
+
+
+@contextlib.contextmanager
+def _processes() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.communicate(timeout=30)
+
+
+def _start(started: list[subprocess.Popen[str]], log: Path, *args: str) -> subprocess.Popen[str]:
+    with log.open("w") as err:
+        process = subprocess.Popen(
+            engine_cmd(*args), cwd=ROOT, env=engine_env(), stdout=subprocess.PIPE,
+            stderr=err, text=True,
+        )  # fmt: skip
+    started.append(process)
+    return process
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_four_workers_one_killed_one_late(tmp_path: Path, pg_url: str) -> None:
+    n = 20_000
+    requests = write_lines(
+        tmp_path / "requests.jsonl", [request(f"req-{i}", f"question {i}") for i in range(n)]
+    )
+    with simulator("--latency-ms", "20") as sim, _processes() as started:
+        engine = (
+            "--base-url", sim.base_url, "--concurrency", str(CONCURRENCY), "--lease-s", "3",
+            "--no-progress",
+        )  # fmt: skip
+        first = _start(
+            started, tmp_path / "w0.log", "generate", "--requests", str(requests),
+            "--queue", pg_url, *engine,
+        )  # fmt: skip
+        wait_until(lambda: _done(pg_url) > 0, "the first worker's first results", 120)
+        others = [
+            _start(started, tmp_path / f"w{i}.log", "worker", "--queue", pg_url, *engine)
+            for i in (1, 2, 3)
+        ]
+        wait_until(lambda: _done(pg_url) >= n // 4, "a quarter of the run", 300)
+        victim = others[0]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        wait_until(lambda: _done(pg_url) >= n // 2, "half of the run", 300)
+        late = _start(started, tmp_path / "w4.log", "worker", "--queue", pg_url, *engine)
+        for process in (first, others[1], others[2], late):
+            out, _ = process.communicate(timeout=300)
+            assert process.returncode == 0, out
+            assert "run complete: 20000 done, 0 failed" in out
+        stats = sim.stats()
+
+    assert victim.returncode == -signal.SIGKILL
+    run_dir = tmp_path / "export"
+    result = run_engine("export", "--queue", pg_url, "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    ids = Counter(line["custom_id"] for line in read_jsonl(run_dir / "results.jsonl"))
+    assert len(ids) == n
+    assert set(ids.values()) == {1}
+    assert read_jsonl(run_dir / "errors.jsonl") == []
+    # paid twice: only calls the killed worker had answered but not committed (it waits for
+    # each commit before its next call: at most one per concurrency slot)
+    assert stats["duplicate_completions"] <= CONCURRENCY
+    jobs_done = pg.fetchval(pg_url, "SELECT sum(jobs_done) FROM workers")
+    assert int(jobs_done) == n  # each job counted by the one worker that completed it
+    late_done = pg.fetchval(
+        pg_url, "SELECT jobs_done FROM workers ORDER BY started_at DESC LIMIT 1"
+    )
+    assert int(late_done) > 0  # the late worker joined the run and worked on it
+    status = run_engine("status", "--queue", pg_url)
+    assert status.returncode == 0
+    assert "workers 5:" in status.stdout
+    assert "silent" in status.stdout  # the killed one, without its heartbeat
+
+
+def test_bad_queue_urls_exit_2_without_the_password(tmp_path: Path, pg_url: str) -> None:
+    requests = write_lines(tmp_path / "r.jsonl", [request("a")])
+    secret = "pw-never-shown"
+    for url in (
+        f"postgresql://nobody:{secret}@127.0.0.1:1/nowhere",  # no server there
+        pg_url.replace("://", f"://x:{secret}@", 1).rsplit("/", 1)[0] + "/ptb_missing_db",
+    ):
+        result = run_engine("generate", "--requests", str(requests), "--queue", url)
+        assert result.returncode == 2, result.stderr
+        assert "cannot connect to the queue database" in result.stderr
+        assert secret not in result.stdout + result.stderr
+        worker = run_engine("worker", "--queue", url)
+        assert worker.returncode == 2
+        assert secret not in worker.stdout + worker.stderr
+    not_pg = run_engine("worker", "--queue", str(tmp_path / "queue.sqlite"))
+    assert not_pg.returncode == 2
+    assert "PostgreSQL URL" in not_pg.stderr
+
+
+def test_worker_on_a_database_without_a_run(pg_url: str) -> None:
+    result = run_engine("worker", "--queue", pg_url)
+    assert result.returncode == 2
+    assert "no run in the database" in result.stderr
+    assert "generate --queue" in result.stderr
+
+
+def test_newer_schema_exit_2(pg_url: str) -> None:
+    assert run_engine("status", "--queue", pg_url).returncode == 0  # creates the schema
+    pg.admin_sql(pg_url, "UPDATE schema_info SET version = version + 1")
+    result = run_engine("status", "--queue", pg_url)
+    assert result.returncode == 2
+    assert "newer than this engine" in result.stderr
+
+
+def test_run_reused_with_different_requests(tmp_path: Path, pg_url: str) -> None:
+    first = write_lines(tmp_path / "a.jsonl", [request(f"r{i}", f"q{i}") for i in range(5)])
+    changed = [request(f"r{i}", f"q{i}") for i in range(5)] + [request("new", "q5")]
+    changed[3] = request("r3", "another question")
+    second = write_lines(tmp_path / "b.jsonl", changed)
+    with simulator() as sim:
+        ok = run_engine(
+            "generate", "--requests", str(first), "--queue", pg_url, "--base-url", sim.base_url
+        )
+        assert ok.returncode == 0, ok.stderr
+        again = run_engine(
+            "generate", "--requests", str(first), "--queue", pg_url, "--base-url", sim.base_url
+        )  # every host may run the same command: nothing new, nothing paid again
+        assert again.returncode == 0, again.stderr
+        assert sim.stats()["completions_served"] == 5
+        bad = run_engine(
+            "generate", "--requests", str(second), "--queue", pg_url, "--base-url", sim.base_url
+        )
+    assert bad.returncode == 2
+    assert f"{second}:4" in bad.stderr
+    assert "nothing was enqueued" in bad.stderr
+    assert pg.fetchval(pg_url, "SELECT count(*) FROM jobs") == 5  # not even the new line

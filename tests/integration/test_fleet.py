@@ -170,3 +170,66 @@ def test_run_reused_with_different_requests(tmp_path: Path, pg_url: str) -> None
     assert f"{second}:4" in bad.stderr
     assert "nothing was enqueued" in bad.stderr
     assert pg.fetchval(pg_url, "SELECT count(*) FROM jobs") == 5  # not even the new line
+
+
+def _enqueue(url: str, path: Path) -> None:
+    from engine.queue.postgres import PostgresQueue  # noqa: PLC0415
+    from engine.requests import enqueue_file  # noqa: PLC0415
+
+    async def enqueue() -> None:
+        queue = await PostgresQueue.open(url)
+        try:
+            await enqueue_file(queue, path)
+        finally:
+            await queue.close()
+
+    pg.run_sync(enqueue)
+
+
+def _steady_rate(url: str) -> float:
+    """Jobs per second between the 10th and the 90th percentile of finish times (the start,
+    while workers join, and the tail are not the budget's steady state)."""
+    sql = """
+        SELECT (count(*) * 0.8) / (percentile_cont(0.9) WITHIN GROUP (ORDER BY finished_at)
+               - percentile_cont(0.1) WITHIN GROUP (ORDER BY finished_at))
+        FROM jobs WHERE status = 'done'
+    """
+    return float(pg.fetchval(url, sql))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_four_workers_share_one_budget(tmp_path: Path, pg_url: str) -> None:
+    n, rpm = 8000, 12_000
+    requests = write_lines(
+        tmp_path / "requests.jsonl", [request(f"req-{i}", f"question {i}") for i in range(n)]
+    )
+    _enqueue(pg_url, requests)
+    with simulator("--rpm", str(rpm), "--latency-ms", "20") as sim, _processes() as started:
+        workers = [
+            _start(
+                started,
+                tmp_path / f"w{i}.log",
+                "worker",
+                "--queue",
+                pg_url,
+                "--base-url",
+                sim.base_url,
+                "--rpm",
+                str(rpm),
+                "--concurrency",
+                "32",
+                "--no-progress",
+            )
+            for i in range(4)
+        ]
+        for process in workers:
+            out, _ = process.communicate(timeout=300)
+            assert process.returncode == 0, out
+        stats = sim.stats()
+    refused = stats["by_status"].get("429", 0)
+    used = _steady_rate(pg_url) / (rpm / 60.0)
+    print(f"budget used {used:.3f}, 429s {refused} of {stats['requests_received']}")
+    assert refused < 0.01 * stats["requests_received"]
+    assert used >= 0.95
+    assert used <= 1.02  # the simulator enforces the budget: more would have been refused

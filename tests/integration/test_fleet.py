@@ -233,3 +233,38 @@ def test_four_workers_share_one_budget(tmp_path: Path, pg_url: str) -> None:
     assert refused < 0.01 * stats["requests_received"]
     assert used >= 0.95
     assert used <= 1.02  # the simulator enforces the budget: more would have been refused
+
+
+def test_persona_run_with_two_workers_exports_the_same_pairs(tmp_path: Path, pg_url: str) -> None:
+    """A pipeline with children: the worker rebuilds the PERSONA pipeline from the database
+    (its name, records and graph configuration) and builds the critique and revise requests
+    from parents another worker may have finished."""
+    # 50 ms calls, 4 at a time: the run lasts seconds whatever the machine's speed, so the
+    # second worker joins while jobs are left
+    small = ("--personas", "20", "--prompts-per-persona", "10", "--concurrency", "4")
+    with simulator("--latency-ms", "50") as sim, _processes() as started:
+        alone = run_engine(
+            "generate", *small, "--run-dir", str(tmp_path / "sqlite"), "--base-url", sim.base_url
+        )
+        assert alone.returncode == 0, alone.stderr
+        common = ("--base-url", sim.base_url, "--no-cache", "--no-progress")
+        first = _start(started, tmp_path / "g.log", "generate", *small, "--queue", pg_url, *common)
+        wait_until(lambda: _done(pg_url) > 0, "the first results", 120)
+        second = _start(started, tmp_path / "w.log", "worker", "--queue", pg_url, *common)
+        for process in (first, second):
+            out, _ = process.communicate(timeout=300)
+            assert process.returncode == 0, out
+    result = run_engine("export", "--queue", pg_url, "--run-dir", str(tmp_path / "pg"))
+    assert result.returncode == 0, result.stderr
+    assert "exported 200 pairs" in result.stdout
+
+    def pairs(run_dir: Path) -> dict[tuple[str, str], tuple[str, str, str]]:
+        return {
+            (p["persona_id"], p["prompt_id"]): (p["rejected"], p["critique"], p["chosen"])
+            for p in read_jsonl(run_dir / "pairs.jsonl")
+        }
+
+    assert len(pairs(tmp_path / "pg")) == 200
+    assert pairs(tmp_path / "pg") == pairs(tmp_path / "sqlite")
+    per_worker = pg.fetchval(pg_url, "SELECT count(*) FROM workers WHERE jobs_done > 0")
+    assert per_worker == 2

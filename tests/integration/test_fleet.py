@@ -84,6 +84,8 @@ def test_four_workers_one_killed_one_late(tmp_path: Path, pg_url: str) -> None:
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
         wait_until(lambda: _done(pg_url) >= n // 2, "half of the run", 300)
+        mid = run_engine("export", "--queue", pg_url, "--run-dir", str(tmp_path / "mid"))
+        assert mid.returncode == 0, mid.stderr
         late = _start(started, tmp_path / "w4.log", "worker", "--queue", pg_url, *engine)
         for process in (first, others[1], others[2], late):
             out, _ = process.communicate(timeout=300)
@@ -99,6 +101,10 @@ def test_four_workers_one_killed_one_late(tmp_path: Path, pg_url: str) -> None:
     assert len(ids) == n
     assert set(ids.values()) == {1}
     assert read_jsonl(run_dir / "errors.jsonl") == []
+    # the export taken while the workers ran: what had finished, each once
+    early = Counter(line["custom_id"] for line in read_jsonl(tmp_path / "mid" / "results.jsonl"))
+    assert n // 2 <= len(early) < n
+    assert set(early.values()) == {1}
     # paid twice: only calls the killed worker had answered but not committed (it waits for
     # each commit before its next call: at most one per concurrency slot)
     assert stats["duplicate_completions"] <= CONCURRENCY
@@ -268,3 +274,26 @@ def test_persona_run_with_two_workers_exports_the_same_pairs(tmp_path: Path, pg_
     assert pairs(tmp_path / "pg") == pairs(tmp_path / "sqlite")
     per_worker = pg.fetchval(pg_url, "SELECT count(*) FROM workers WHERE jobs_done > 0")
     assert per_worker == 2
+
+
+def test_passwords_in_the_url_never_reach_output_or_logs(tmp_path: Path, pg_url: str) -> None:
+    secret = "pw-kept-secret"  # trust authentication: the server accepts any password
+    url = pg_url.replace("postgres@", f"postgres:{secret}@", 1)
+    assert secret in url
+    requests = write_lines(tmp_path / "r.jsonl", [request(f"r{i}", f"q{i}") for i in range(3)])
+    with simulator() as sim:
+        runs = [
+            run_engine("--log-level", "debug", "generate", "--requests", str(requests),
+                       "--queue", url, "--base-url", sim.base_url, "--no-progress"),
+            run_engine("worker", "--queue", url, "--base-url", sim.base_url),
+            run_engine("status", "--queue", url),
+            run_engine("status", "--queue", url, "--json"),
+            run_engine("export", "--queue", url, "--run-dir", str(tmp_path / "out")),
+        ]  # fmt: skip
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+        assert secret not in result.stdout + result.stderr
+    assert "postgres:***@" in runs[2].stdout
+    for path in (tmp_path / "out").iterdir():
+        assert secret not in path.read_text()
+    assert secret not in str(pg.fetchval(pg_url, "SELECT string_agg(value, ' ') FROM meta"))

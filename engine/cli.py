@@ -51,6 +51,11 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="queue and outputs (default: runs/persona, or runs/requests with --requests)",
     )
     _add_queue_flag(p)
+    p.add_argument(
+        "--enqueue-only",
+        action="store_true",
+        help="with --queue: enqueue the run and exit (start the workers with `worker`)",
+    )
     pipelines.generate_module().add_generate_arguments(p.add_argument_group("PERSONA pipeline"))
     add_engine_flags(p)
     p.set_defaults(func=_run_generate)
@@ -119,7 +124,11 @@ def _run_generate(args: argparse.Namespace) -> int:
     if args.queue is not None:
         from engine.fleet import run_worker
 
-        return _run_async(lambda: run_worker(options, args.queue, pipeline))
+        only = args.enqueue_only
+        return _run_async(lambda: run_worker(options, args.queue, pipeline, enqueue_only=only))
+    if args.enqueue_only:
+        print("error: --enqueue-only needs --queue postgresql://…", file=sys.stderr)
+        return EXIT_USAGE
     return _run_async(lambda: generate(options, pipeline))
 
 

@@ -64,9 +64,12 @@ class _NoFiles(OutputFiles):
         return {}
 
 
-async def run_worker(options: GenerateOptions, url: str, pipeline: Pipeline | None) -> int:
+async def run_worker(
+    options: GenerateOptions, url: str, pipeline: Pipeline | None, *, enqueue_only: bool = False
+) -> int:
     """Work on the run in the database at `url` until no job is left (or a stop); with
-    `pipeline`, enqueue it first (`generate --queue`). Returns the exit status."""
+    `pipeline`, enqueue it first (`generate --queue`; only that with `enqueue_only`).
+    Returns the exit status."""
     base_url = chosen_base_url(options.base_url)
     cache = None
     if options.cache_path is not None:
@@ -81,13 +84,17 @@ async def run_worker(options: GenerateOptions, url: str, pipeline: Pipeline | No
         print(f"error: {exc}", file=sys.stderr)
         return exit_status_of(exc)
     try:
-        return await _work(queue, options, pipeline, base_url)
+        return await _work(queue, options, pipeline, base_url, enqueue_only)
     finally:
         await queue.close()
 
 
 async def _work(
-    queue: PostgresQueue, options: GenerateOptions, pipeline: Pipeline | None, base_url: str | None
+    queue: PostgresQueue,
+    options: GenerateOptions,
+    pipeline: Pipeline | None,
+    base_url: str | None,
+    enqueue_only: bool,
 ) -> int:
     try:
         if pipeline is not None:
@@ -103,6 +110,9 @@ async def _work(
     if counts.total == 0:
         print(f"error: the queue at {queue.url} is empty: give --requests FILE", file=sys.stderr)
         return EXIT_USAGE
+    if enqueue_only:
+        print(f"enqueued: {counts.total} jobs in the run at {queue.url}")
+        return 0
     await queue.register_worker(options.run.concurrency)
     log.info("worker.joined", queue=queue.url, worker=queue.owner, pipeline=pipeline.name)
     try:

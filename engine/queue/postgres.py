@@ -20,17 +20,27 @@ Connection strings may hold a password: every message names the database by `red
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from itertools import islice
-from typing import Any, Self, Union
+from typing import Any, Self, TypeVar, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
+import structlog
 
 from engine.errors import SettingsError
 from engine.queue import CacheSpec, EnqueueConflict, Record, SchemaVersionError
@@ -51,6 +61,10 @@ from schemas.job import (
 )
 
 SCHEMA_VERSION = 1
+_T = TypeVar("_T")
+log = structlog.get_logger()
+#: a lost connection, a server restarting or shutting down: worth another try
+TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError)
 SCHEMES = ("postgresql", "postgres")
 _CHUNK = 5000  # rows per array parameter while enqueueing
 _SCHEMA_LOCK = 0x7065_7273_6F6E  # pg_advisory_xact_lock key of schema creation ("person")
@@ -337,6 +351,9 @@ class PostgresQueue:
         #: this process's claims are stamped with it; only it may record their outcomes
         self.owner = f"{self.host}:{self.pid}:{secrets.token_hex(4)}"
         self._registered = False
+        self._url = url  # for scrubbing the password out of driver messages only
+        #: how long an operation is retried while the database cannot be reached
+        self.retry_s = 60.0
 
     @classmethod
     async def open(cls, url: str, cache: CacheSpec | None = None) -> Self:
@@ -434,6 +451,9 @@ class PostgresQueue:
     # -- claim and commit -----------------------------------------------------------------
 
     async def claim(self, limit: int, now: float, lease_s: float) -> list[ClaimedJob]:
+        return await self._again("claim", lambda: self._claim(limit, now, lease_s))
+
+    async def _claim(self, limit: int, now: float, lease_s: float) -> list[ClaimedJob]:
         async with self._pool.acquire() as db:
             rows = await db.fetch(_SQL_CLAIM, now, limit, now + lease_s, self.owner)
         jobs = [ClaimedJob(*r) for r in rows]
@@ -441,6 +461,9 @@ class PostgresQueue:
         return jobs
 
     async def commit(self, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:
+        return await self._again("commit", lambda: self._commit(outcomes, meta))
+
+    async def _commit(self, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:
         done, retry, failed, released = _group(outcomes)
         async with self._pool.acquire() as db, db.transaction():
             finished = 0
@@ -477,6 +500,9 @@ class PostgresQueue:
             )
 
     async def cached_results(self, fingerprints: Sequence[str]) -> dict[str, CachedResult]:
+        return await self._again("cached_results", lambda: self._cached_results(fingerprints))
+
+    async def _cached_results(self, fingerprints: Sequence[str]) -> dict[str, CachedResult]:
         if self._scope is None or not fingerprints:
             return {}
         async with self._pool.acquire() as db:
@@ -484,6 +510,9 @@ class PostgresQueue:
         return {r[0]: CachedResult(r[1], r[2], r[3]) for r in rows}
 
     async def done_rows(self, job_ids: Sequence[str]) -> dict[str, TerminalRow]:
+        return await self._again("done_rows", lambda: self._done_rows(job_ids))
+
+    async def _done_rows(self, job_ids: Sequence[str]) -> dict[str, TerminalRow]:
         if not job_ids:
             return {}
         async with self._pool.acquire() as db:
@@ -493,8 +522,7 @@ class PostgresQueue:
     async def iter_records(self, kind: str, chunk: int = 2000) -> AsyncIterator[Record]:
         last = 0
         while True:
-            async with self._pool.acquire() as db:
-                rows = await db.fetch(_SQL_RECORDS, kind, last, chunk)
+            rows = await self._fetch(_SQL_RECORDS, kind, last, chunk)
             if not rows:
                 return
             for _, key, value in rows:
@@ -504,10 +532,16 @@ class PostgresQueue:
     # -- leases ---------------------------------------------------------------------------
 
     async def renew(self, seqs: Sequence[int], lease_until: float) -> None:
+        return await self._again("renew", lambda: self._renew(seqs, lease_until))
+
+    async def _renew(self, seqs: Sequence[int], lease_until: float) -> None:
         if seqs:
             await self._execute(_SQL_RENEW, self.owner, list(seqs), lease_until)
 
     async def sweep(self, now: float) -> int:
+        return await self._again("sweep", lambda: self._sweep(now))
+
+    async def _sweep(self, now: float) -> int:
         return _rowcount(await self._execute(_SQL_SWEEP, now))
 
     async def reset_running(self) -> int:
@@ -521,6 +555,9 @@ class PostgresQueue:
         return None if value is None else float(value)
 
     async def counts(self) -> QueueCounts:
+        return await self._again("counts", self._counts)
+
+    async def _counts(self) -> QueueCounts:
         async with self._pool.acquire() as db, db.transaction(isolation="repeatable_read"):
             by_stage_rows = await db.fetch(_SQL_COUNTS_BY_STAGE)
             by_model_rows = await db.fetch(_SQL_COUNTS_BY_MODEL)
@@ -552,8 +589,7 @@ class PostgresQueue:
     async def iter_terminal(self, chunk: int = 2000) -> AsyncIterator[TerminalRow]:
         last = 0
         while True:
-            async with self._pool.acquire() as db:
-                rows = await db.fetch(_SQL_TERMINAL, last, chunk)
+            rows = await self._fetch(_SQL_TERMINAL, last, chunk)
             if not rows:
                 return
             for r in rows:
@@ -565,6 +601,9 @@ class PostgresQueue:
         return None if value is None else str(value)
 
     async def set_meta(self, values: Mapping[str, str]) -> None:
+        return await self._again("set_meta", lambda: self._set_meta(values))
+
+    async def _set_meta(self, values: Mapping[str, str]) -> None:
         async with self._pool.acquire() as db, db.transaction():
             await _set_meta(db, values)
 
@@ -578,6 +617,9 @@ class PostgresQueue:
         return self.owner
 
     async def heartbeat(self, now: float, alive_s: float) -> int:
+        return await self._again("heartbeat", lambda: self._heartbeat(now, alive_s))
+
+    async def _heartbeat(self, now: float, alive_s: float) -> int:
         """Say this worker is alive; return how many workers are (a heartbeat within
         `alive_s`, this one included)."""
         async with self._pool.acquire() as db, db.transaction():
@@ -590,25 +632,74 @@ class PostgresQueue:
             await self._execute(_SQL_STOPPED, self.owner, now)
 
     async def workers(self) -> list[WorkerRow]:
-        async with self._pool.acquire() as db:
-            rows = await db.fetch(_SQL_WORKERS)
+        rows = await self._fetch(_SQL_WORKERS)
         return [WorkerRow(*r) for r in rows]
 
     # -- helpers --------------------------------------------------------------------------
 
     async def _execute(self, sql: str, *args: Any) -> str:
-        async with self._pool.acquire() as db:
-            status: str = await db.execute(sql, *args)
-        return status
+        async def once() -> str:
+            async with self._pool.acquire() as db:
+                status: str = await db.execute(sql, *args)
+            return status
+
+        return await self._again("execute", once)
 
     async def _fetchval(self, sql: str, *args: Any) -> Any:
-        async with self._pool.acquire() as db:
-            return await db.fetchval(sql, *args)
+        async def once() -> Any:
+            async with self._pool.acquire() as db:
+                return await db.fetchval(sql, *args)
+
+        return await self._again("read", once)
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async def once() -> list[asyncpg.Record]:
+            async with self._pool.acquire() as db:
+                return await db.fetch(sql, *args)
+
+        return await self._again("read", once)
+
+    async def _again(self, what: str, operation: Callable[[], Awaitable[_T]]) -> _T:
+        """`operation`, tried again while the database is unreachable (a restart, a network
+        blip), for up to `retry_s`. Every operation retried is safe to repeat: an outcome
+        counts only while this process owns the job, inserts ignore what exists, and a claim
+        whose answer was lost leaves jobs that the sweep returns after their lease."""
+        delay = 0.1
+        deadline = time.monotonic() + self.retry_s
+        while True:
+            try:
+                return await operation()
+            except (*TRANSIENT, *_AFTER_LOSS) as exc:
+                if not _transient(exc) or time.monotonic() >= deadline:
+                    raise
+                reason = _scrub(str(exc) or type(exc).__name__, self._url)
+                log.warning("queue.database_unreachable", operation=what, error=reason)
+                # the pool's other connections died too, or are in a state the driver
+                # cannot reset: fresh ones from here on
+                await self._pool.expire_connections()
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 2.0)
 
 
 async def _set_meta(db: _Db, values: Mapping[str, str]) -> None:
     keys = sorted(values)  # a fixed order: concurrent writers lock the rows alike
     await db.execute(_SQL_SET_META, keys, [values[k] for k in keys])
+
+
+#: what the driver raises while cleaning up after a connection died in an operation (the
+#: transaction's end: "the underlying connection is closed"; the pool's reset on release:
+#: "cannot switch to state …; another operation is in progress")
+_AFTER_LOSS = (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)
+
+
+def _transient(exc: BaseException) -> bool:
+    """A lost connection, directly or as the driver's error in cleaning up after one."""
+    if isinstance(exc, (*TRANSIENT, asyncpg.exceptions.InternalClientError)):
+        return True
+    cause = exc.__context__
+    return isinstance(exc, asyncpg.InterfaceError) and (
+        "connection is closed" in str(exc) or (cause is not None and _transient(cause))
+    )
 
 
 def _group(outcomes: Sequence[Outcome]) -> tuple[list[Done], list[Retry], list[Failed], list[int]]:

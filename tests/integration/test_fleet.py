@@ -297,3 +297,37 @@ def test_passwords_in_the_url_never_reach_output_or_logs(tmp_path: Path, pg_url:
     for path in (tmp_path / "out").iterdir():
         assert secret not in path.read_text()
     assert secret not in str(pg.fetchval(pg_url, "SELECT string_agg(value, ' ') FROM meta"))
+
+
+def test_a_worker_rides_out_lost_database_connections(tmp_path: Path, pg_url: str) -> None:
+    """Every connection of the run's database is cut (as a server restart does) twice while a
+    worker runs: it reconnects and finishes, each job once."""
+    n = 3000
+    requests = write_lines(tmp_path / "r.jsonl", [request(f"r{i}", f"q{i}") for i in range(n)])
+    cut = (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    with simulator("--latency-ms", "20") as sim, _processes() as started:
+        worker = _start(
+            started, tmp_path / "w.log", "generate", "--requests", str(requests),
+            "--queue", pg_url, "--base-url", sim.base_url, "--concurrency", "16", "--no-progress",
+        )  # fmt: skip
+        for at in (n // 4, n // 2):
+            wait_until(
+                lambda at=at: _done(pg_url) >= at or worker.poll() is not None,
+                f"{at} jobs done",
+                120,
+            )  # type: ignore[misc]
+            assert int(pg.fetchval(pg_url, cut)) > 0
+        out, _ = worker.communicate(timeout=300)
+        assert worker.returncode == 0, (tmp_path / "w.log").read_text()[-3000:]
+        assert f"run complete: {n} done, 0 failed" in out
+        stats = sim.stats()
+    assert "queue.database_unreachable" in (tmp_path / "w.log").read_text()
+    assert stats["duplicate_completions"] <= 16
+    export = run_engine("export", "--queue", pg_url, "--run-dir", str(tmp_path / "out"))
+    ids = Counter(line["custom_id"] for line in read_jsonl(tmp_path / "out" / "results.jsonl"))
+    assert export.returncode == 0
+    assert len(ids) == n
+    assert set(ids.values()) == {1}

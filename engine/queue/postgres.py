@@ -2,10 +2,10 @@
 worker processes on many hosts.
 
 Why asyncpg, not psycopg 3: the queue's hot statements pass whole batches as arrays
-(`unnest($1::bigint[], …)`), which asyncpg sends in the binary protocol. Measured on this
-machine (claim 256 with SKIP LOCKED + one batched UPDATE of 256 results, 51,200 jobs, two
-rounds each): asyncpg 12,700 and 13,200 jobs/s, psycopg 3.3 5,300 and 6,300 (bench/README.md,
-"PostgreSQL driver").
+(`unnest($1::bigint[], …)`), which asyncpg sends in the binary protocol. Measured with
+`python docs/pg_driver_choice.py` (claim 256 with SKIP LOCKED + one batched UPDATE of their
+results, 51,200 jobs, two rounds each, 2026-12-01, the 2-core machine shared with other work):
+asyncpg 7,314 and 6,061 jobs/s, psycopg 3.3 3,714 and 4,042: 1.5-2x (bench/README.md).
 
 Every operation is one statement or one transaction, written once below (`_SQL_…`). Claims
 take a batch with `FOR UPDATE SKIP LOCKED` (workers never wait on each other's rows) and stamp

@@ -331,3 +331,18 @@ def test_a_worker_rides_out_lost_database_connections(tmp_path: Path, pg_url: st
     assert export.returncode == 0
     assert len(ids) == n
     assert set(ids.values()) == {1}
+
+
+def test_worker_takes_the_engine_flags_of_generate() -> None:
+    worker = run_engine("worker", "--help")
+    generate = run_engine("generate", "--help")
+    assert worker.returncode == 0
+    for flag in ("--base-url", "--rpm", "--tpm", "--max-attempts", "--lease-s", "--concurrency"):
+        assert flag in worker.stdout
+        assert flag in generate.stdout
+    assert "(default: 64)" in worker.stdout  # --concurrency, from the same FLAGS table
+    assert "--queue URL" in worker.stdout
+    assert "--enqueue-only" in generate.stdout
+    refused = run_engine("generate", "--requests", "x.jsonl", "--enqueue-only")
+    assert refused.returncode == 2
+    assert "--enqueue-only needs --queue" in refused.stderr

@@ -314,11 +314,11 @@ def test_a_worker_rides_out_lost_database_connections(tmp_path: Path, pg_url: st
             "--queue", pg_url, "--base-url", sim.base_url, "--concurrency", "16", "--no-progress",
         )  # fmt: skip
         for at in (n // 4, n // 2):
-            wait_until(
-                lambda at=at: _done(pg_url) >= at or worker.poll() is not None,
-                f"{at} jobs done",
-                120,
-            )  # type: ignore[misc]
+
+            def reached(at: int = at) -> bool:
+                return _done(pg_url) >= at or worker.poll() is not None  # a crash: fail below
+
+            wait_until(reached, f"{at} jobs done", 120)
             assert int(pg.fetchval(pg_url, cut)) > 0
         out, _ = worker.communicate(timeout=300)
         assert worker.returncode == 0, (tmp_path / "w.log").read_text()[-3000:]

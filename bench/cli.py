@@ -20,9 +20,9 @@ import msgspec
 from bench import cli_args
 from bench.bare import bare_main
 from bench.estimate import EstimateError, estimate, render_estimate
+from bench.latency_file import latency_file, read_latency, write_latency
 from bench.prices import PriceTableError, UnknownModel, load_prices, price_for
 from bench.procs import BenchProcessError, EngineRejected
-from bench.latency_file import latency_file, read_latency, write_latency
 from bench.report import (
     BenchReport,
     HostInfo,

@@ -11,7 +11,7 @@ rounds of one variant (each point weighs count / points).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -56,7 +56,7 @@ def distribution(values: Iterable[float], quantiles: int = QUANTILES) -> Distrib
 
 
 def latency_file(
-    samples: dict[tuple[str, int, int], tuple[Sequence[float], Sequence[float]]],
+    samples: Mapping[tuple[str, int, int], tuple[Sequence[float], Sequence[float]]],
 ) -> LatencyFile:
     """`samples`: (variant, concurrency, round) -> (API ms, end-to-end ms), as the runner
     collects them."""

@@ -13,23 +13,24 @@ import colorsys
 import zlib
 from collections.abc import Iterable
 
-#: colour-blind-safe (Okabe–Ito) where it matters: bare is the neutral baseline
+#: colour-blind-safe (Okabe-Ito) where it matters: bare is the neutral baseline; lower-case
+#: hex, as matplotlib's to_hex writes them
 FIXED: dict[str, str] = {
     "bare": "#555555",
-    "engine": "#0072B2",
-    "engine-sdk": "#E69F00",
-    "engine-fault-free": "#009E73",
+    "engine": "#0072b2",
+    "engine-sdk": "#e69f00",
+    "engine-fault-free": "#009e73",
 }
 #: for variants FIXED does not name (never one of FIXED's colours)
 SPARE: tuple[str, ...] = (
-    "#CC79A7",
-    "#D55E00",
-    "#56B4E9",
-    "#8C564B",
-    "#9467BD",
-    "#BCBD22",
-    "#17BECF",
-    "#7F0000",
+    "#cc79a7",
+    "#d55e00",
+    "#56b4e9",
+    "#8c564b",
+    "#9467bd",
+    "#bcbd22",
+    "#17becf",
+    "#7f0000",
 )
 
 
@@ -37,7 +38,7 @@ def _generated(index: int) -> str:
     """More colours than SPARE holds: hues a golden angle apart, dark enough to read on white."""
     hue = (0.11 + index * 0.618034) % 1.0
     r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 0.65)
-    return f"#{round(r * 255):02X}{round(g * 255):02X}{round(b * 255):02X}"
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
 
 
 def variant_colors(variants: Iterable[str]) -> dict[str, str]:

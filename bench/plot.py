@@ -3,7 +3,7 @@ fastest, by how much, how stable across rounds, and what the latency tails look 
 
 Rows, top to bottom (one column per concurrency below the first row):
 1. headline: jobs/s per variant grouped by concurrency; bar = median over the rounds, whisker =
-   their min–max, label = ratio to bare; the scenario's rate targets (and ceiling) as lines;
+   their min-max, label = ratio to bare; the scenario's rate targets (and ceiling) as lines;
 2. latency CDF per concurrency: one line per variant (rounds pooled), API call solid, end to
    end dashed where it differs; p50 and p99 marked; a logit y axis so the tail has room;
 3. jobs/s over time in round 1, one line per variant, x = share of that run's own duration
@@ -42,7 +42,9 @@ _DIFFERS = 0.05
 _CDF_BOTTOM, _CDF_TOP = 0.005, 0.9995
 _CDF_TICKS = (0.01, 0.1, 0.5, 0.9, 0.99, 0.999)
 _CDF_TICK_LABELS = ("1 %", "10 %", "p50", "90 %", "p99", "99.9 %")
-_TARGET_COLOR = "#B00020"
+_TARGET_COLOR = "#b00020"
+#: behind a bar's label, so a target line crossing it does not hide it
+_LABEL_BOX = {"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1}
 
 
 def _ordered(values: Sequence[str]) -> list[str]:
@@ -113,10 +115,10 @@ def _headline(ax: Axes, report: BenchReport, layout: _Layout) -> None:
             ratio = _median_ratio(runs)
             text = f"{median:,.0f}/s"
             if ratio is not None and variant != "bare":
-                text = f"{ratio:.2f}× bare\n{text}"
+                text = f"{ratio:.2f}\u00d7 bare\n{text}"
             ax.annotate(text, (x, high), xytext=(0, 3), textcoords="offset points",
                         ha="center", va="bottom", fontsize=10, fontweight="bold",
-                        bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})  # fmt: skip
+                        bbox=_LABEL_BOX)  # fmt: skip
             top = max(top, high)
         ceiling = next((r.ceiling_per_s for v in layout.variants for r in layout.of(v, concurrency)
                         if r.ceiling_per_s is not None), None)  # fmt: skip
@@ -131,15 +133,15 @@ def _headline(ax: Axes, report: BenchReport, layout: _Layout) -> None:
     ax.set_xlim(-0.5, len(layout.concurrencies) - 0.5)
     ax.set_ylim(0, top * 1.3 if top > 0 else 1)
     ax.set_ylabel("completed jobs/s")
-    rounds = f"median of {layout.rounds} rounds, whisker min–max" if layout.rounds > 1 else "1 round"
+    rounds = "1 round"
+    if layout.rounds > 1:
+        rounds = f"median of {layout.rounds} rounds, whisker min\u2013max"
     ax.set_title(f"{TITLE_HEADLINE} (bar: {rounds})", loc="left")
     ax.grid(axis="y", alpha=0.3)
     _legend(ax, report, layout)
 
 
-def _targets(
-    ax: Axes, report: BenchReport, layout: _Layout, group: int, concurrency: int
-) -> float:
+def _targets(ax: Axes, report: BenchReport, layout: _Layout, group: int, concurrency: int) -> float:
     """The scenario's rate targets at this concurrency as red dashed lines (met: solid); the
     highest one (to size the axis). Their labels go in the legend, off the data."""
     highest = 0.0
@@ -300,7 +302,8 @@ def build_figure(report: BenchReport, latency: LatencyFile | None) -> Figure:
     fig = Figure(figsize=(max(12.0, 6.0 * ncols), 3.4 * sum(heights)), layout="constrained")
     # the headline (with its legend on the right) in a subfigure of its own, so the legend's
     # width does not narrow the panels below it
-    top, rest = fig.subfigures(2, 1, height_ratios=[heights[0], sum(heights[1:])])
+    outer = fig.add_gridspec(2, 1, height_ratios=[heights[0], sum(heights[1:])])
+    top, rest = fig.add_subfigure(outer[0]), fig.add_subfigure(outer[1])
     _headline(top.add_subplot(), report, layout)
     grid = rest.add_gridspec(len(heights) - 1, ncols, height_ratios=heights[1:])
     for column, concurrency in enumerate(layout.concurrencies):

@@ -69,9 +69,17 @@ class _Layout:
         return self.runs.get((variant, concurrency), [])
 
 
-def _median_ratio(runs: list[RunMetrics]) -> float | None:
-    ratios = [r.rate_vs_bare for r in runs if r.rate_vs_bare is not None]
-    return statistics.median(ratios) if ratios else None
+def _bar_label(variant: str, runs: list[RunMetrics], median: float) -> str:
+    """The rate, above it the comparison the scenario is about: the ratio to bare (median of
+    the rounds' ratios), or for a faulty run its time against the fault-free twin's."""
+    text = f"{median:,.0f}/s"
+    to_bare = [r.rate_vs_bare for r in runs if r.rate_vs_bare is not None]
+    to_clean = [r.time_vs_fault_free for r in runs if r.time_vs_fault_free is not None]
+    if to_bare and variant != "bare":
+        return f"{statistics.median(to_bare):.2f}\u00d7 bare\n{text}"
+    if to_clean:
+        return f"time - outage:\n{statistics.median(to_clean):.2f}\u00d7 fault-free\n{text}"
+    return text
 
 
 def _target_level(target: Target, layout: _Layout, concurrency: int) -> float | None:
@@ -112,10 +120,7 @@ def _headline(ax: Axes, report: BenchReport, layout: _Layout) -> None:
             if high > low:
                 ax.errorbar(x, median, yerr=[[median - low], [high - median]], color="black",
                             capsize=4, linewidth=1.2)  # fmt: skip
-            ratio = _median_ratio(runs)
-            text = f"{median:,.0f}/s"
-            if ratio is not None and variant != "bare":
-                text = f"{ratio:.2f}\u00d7 bare\n{text}"
+            text = _bar_label(variant, runs, median)
             ax.annotate(text, (x, high), xytext=(0, 3), textcoords="offset points",
                         ha="center", va="bottom", fontsize=10, fontweight="bold",
                         bbox=_LABEL_BOX)  # fmt: skip
@@ -160,19 +165,20 @@ def _legend(ax: Axes, report: BenchReport, layout: _Layout) -> None:
     """One entry per variant (its colour in every panel), then the targets and the ceiling:
     outside the axes, on the right, so it never covers data."""
     handles: list[Artist] = [Patch(color=layout.colors[v], label=v) for v in layout.variants]
+    others: list[Artist] = []
     for target in report.scenario.targets:
-        levels = [_target_level(target, layout, c) for c in layout.concurrencies]
-        if all(level is None for level in levels):
-            continue
-        statuses = ", ".join(
-            f"c={c}: {_status(report.checks, target, c)}"
-            for c, level in zip(layout.concurrencies, levels, strict=True)
-            if level is not None
-        )
-        label = textwrap.fill(f"target: {target.label} ({statuses})", 30)
-        handles.append(Line2D([], [], color=_TARGET_COLOR, linestyle="--", label=label))
+        drawn = [c for c in layout.concurrencies if _target_level(target, layout, c) is not None]
+        ran = [c for c in layout.concurrencies if layout.of(target.variant, c)]
+        statuses = ", ".join(f"c={c}: {_status(report.checks, target, c)}" for c in ran)
+        if drawn:
+            label = textwrap.fill(f"target: {target.label} ({statuses})", 30)
+            handles.append(Line2D([], [], color=_TARGET_COLOR, linestyle="--", label=label))
+        else:  # not a rate: its status only, as text
+            label = textwrap.fill(f"check: {target.label} ({statuses or 'not run'})", 30)
+            others.append(Line2D([], [], linestyle="none", label=label))
     if any(r.ceiling_per_s is not None for r in report.runs):
         handles.append(Line2D([], [], color="black", linestyle=":", label="ceiling"))
+    handles += others
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
               fontsize="medium")  # fmt: skip
 
@@ -227,6 +233,10 @@ def _duration(run: RunMetrics) -> float:
     return run.elapsed_s if run.elapsed_s > 0 else last
 
 
+def _seconds(value: float) -> str:
+    return f"{value:,.1f} s" if value >= 1.0 else f"{1000.0 * value:.0f} ms"
+
+
 def _over_time(ax: Axes, layout: _Layout, concurrency: int) -> None:
     durations: list[str] = []
     # each series' last bin is divided by its real (often tiny) width: it can spike far above
@@ -242,7 +252,7 @@ def _over_time(ax: Axes, layout: _Layout, concurrency: int) -> None:
         ys = [p.jobs_per_s for p in run.series]
         ax.step(xs, [*ys, ys[-1]], where="post", color=layout.colors[variant], linewidth=1.6)
         body += ys[:-1] or ys
-        durations.append(f"{variant} {run.elapsed_s:.1f} s")
+        durations.append(f"{variant} {_seconds(run.elapsed_s)}")
     ax.set_title(f"{TITLE_OVER_TIME}, concurrency {concurrency}\n100 % = "
                  + ", ".join(durations), loc="left")  # fmt: skip
     ax.set_xlim(0, 100)

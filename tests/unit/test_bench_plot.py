@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 from matplotlib.axes import Axes
 from matplotlib.colors import to_hex
@@ -20,7 +21,8 @@ from bench.plot import (
     TITLE_OVER_TIME,
     build_figure,
 )
-from bench.report import BenchReport, report_decoder
+from bench.report import BenchReport, evaluate, report_decoder
+from bench.scenarios import Target
 
 FIXTURE = Path(__file__).parent / "data" / "bench_overhead"
 
@@ -124,3 +126,33 @@ def test_pooled_rounds_weigh_each_run_by_its_size() -> None:
     assert pooled.quantile(1.0) == 5000.0
     assert pooled.quantile(0.5) == pytest.approx(2495.0, abs=10)
     assert pool([Distribution(0, [])]) is None
+
+
+def test_a_new_scenario_gets_the_same_layout_with_its_own_variants_and_checks() -> None:
+    """As a scenario added later would: an unknown variant name, a target that is not a rate,
+    one concurrency."""
+    report = _report()
+    runs = [
+        msgspec.structs.replace(
+            r, variant="engine-batch" if r.variant == "engine-sdk" else r.variant
+        )
+        for r in report.runs
+        if r.concurrency == 8
+    ]
+    no_failures = Target("every job done (no failures)", "failed", "==", 0)
+    scenario = msgspec.structs.replace(report.scenario, name="new", targets=(no_failures,))
+    checks = evaluate(scenario.targets, runs)
+    new = msgspec.structs.replace(report, scenario=scenario, runs=runs, checks=checks)
+    fig = build_figure(new, None)
+    headline, cdf, over_time = _axes(fig)
+    assert cdf.get_title(loc="left") == f"{TITLE_LATENCY}, concurrency 8"
+    assert [t.get_text() for t in cdf.texts] == ["no latency.json in the run directory"]
+    assert over_time.get_title(loc="left").startswith(f"{TITLE_OVER_TIME}, concurrency 8\n")
+    legend = headline.get_legend()
+    assert legend is not None
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts[:3] == ["bare", "engine", "engine-batch"]
+    assert texts[3].replace("\n", " ") == "check: every job done (no failures) (c=8: met)"
+    colors = [to_hex(h.get_facecolor()) for h in legend.legend_handles if isinstance(h, Rectangle)]
+    assert len(set(colors)) == 3
+    assert colors[2] == variant_colors(["engine-batch"])["engine-batch"]

@@ -105,7 +105,7 @@ def _status(checks: list[CheckResult], target: Target, concurrency: int) -> str:
 
 def _headline(ax: Axes, report: BenchReport, layout: _Layout) -> None:
     n = len(layout.variants)
-    width = 0.8 / n
+    width = 0.8 / max(n, 3)  # one variant: a bar, not a wall
     top = 0.0
     for group, concurrency in enumerate(layout.concurrencies):
         for index, variant in enumerate(layout.variants):
@@ -114,7 +114,7 @@ def _headline(ax: Axes, report: BenchReport, layout: _Layout) -> None:
                 continue
             rates = [r.rate_per_s for r in runs]
             median = statistics.median(rates)
-            x = group - 0.4 + width * (index + 0.5)
+            x = group - width * n / 2 + width * (index + 0.5)
             ax.bar(x, median, width * 0.9, color=layout.colors[variant], label=variant)
             low, high = min(rates), max(rates)
             if high > low:
@@ -293,10 +293,13 @@ def _suptitle(report: BenchReport, layout: _Layout) -> str:
     jobs = s.jobs or max((r.jobs for r in report.runs), default=0)
     concurrency = ", ".join(map(str, layout.concurrencies))
     rounds = f", {layout.rounds} rounds" if layout.rounds > 1 else ""
+    when = (
+        f"{report.started_at} UTC, {report.host.cpus} CPUs, load "
+        f"{report.host.load_avg_1m_before:.2f} before"
+    )
     return (
-        f"bench {s.name}: {jobs:,} jobs per run, concurrency {concurrency}{rounds}\n"
-        f"{report.started_at} UTC · {report.host.cpus} CPUs, load "
-        f"{report.host.load_avg_1m_before:.2f} before · {s.description}"
+        f"bench {s.name}: {jobs:,} jobs per run, concurrency {concurrency}{rounds} ({when})\n"
+        + textwrap.fill(s.description, 130)
     )
 
 

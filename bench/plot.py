@@ -17,6 +17,7 @@ canvas): no pyplot, no global backend selection, nothing configured at import.
 
 from __future__ import annotations
 
+import math
 import statistics
 import textwrap
 from collections.abc import Sequence
@@ -24,9 +25,11 @@ from pathlib import Path
 
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench.latency_file import LatencyFile, Pooled, pool
 from bench.palette import variant_colors
@@ -107,6 +110,7 @@ def _headline(ax: Axes, report: BenchReport, layout: _Layout) -> None:
     n = len(layout.variants)
     width = 0.8 / max(n, 3)  # one variant: a bar, not a wall
     top = 0.0
+    labels: list[tuple[float, float, float, str, str]] = []  # x, min, max, text, variant
     for group, concurrency in enumerate(layout.concurrencies):
         for index, variant in enumerate(layout.variants):
             runs = layout.of(variant, concurrency)
@@ -120,10 +124,7 @@ def _headline(ax: Axes, report: BenchReport, layout: _Layout) -> None:
             if high > low:
                 ax.errorbar(x, median, yerr=[[median - low], [high - median]], color="black",
                             capsize=4, linewidth=1.2)  # fmt: skip
-            text = _bar_label(variant, runs, median)
-            ax.annotate(text, (x, high), xytext=(0, 3), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=10, fontweight="bold",
-                        bbox=_LABEL_BOX)  # fmt: skip
+            labels.append((x, low, high, _bar_label(variant, runs, median), variant))
             top = max(top, high)
         ceiling = next((r.ceiling_per_s for v in layout.variants for r in layout.of(v, concurrency)
                         if r.ceiling_per_s is not None), None)  # fmt: skip
@@ -137,6 +138,8 @@ def _headline(ax: Axes, report: BenchReport, layout: _Layout) -> None:
                   [f"concurrency {c}" for c in layout.concurrencies])  # fmt: skip
     ax.set_xlim(-0.5, len(layout.concurrencies) - 0.5)
     ax.set_ylim(0, top * 1.3 if top > 0 else 1)
+    for x, low, high, text, variant in labels:
+        _place_label(ax, (x, low, high), text, layout.colors[variant])
     ax.set_ylabel("completed jobs/s")
     rounds = "1 round"
     if layout.rounds > 1:
@@ -144,6 +147,25 @@ def _headline(ax: Axes, report: BenchReport, layout: _Layout) -> None:
     ax.set_title(f"{TITLE_HEADLINE} (bar: {rounds})", loc="left")
     ax.grid(axis="y", alpha=0.3)
     _legend(ax, report, layout)
+
+
+def _place_label(ax: Axes, bar: tuple[float, float, float], text: str, color: str) -> None:
+    """On the bar, at its foot, where the target and ceiling lines (near the top) never cross
+    it; above the whisker when the bar below the whisker's foot is too short to hold it."""
+    x, low, high = bar
+    lines = text.count("\n") + 1
+    if low >= ax.get_ylim()[1] * (0.05 * lines + 0.02):
+        ax.annotate(text, (x, 0), xytext=(0, 5), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=10, fontweight="bold", color=_ink(color))  # fmt: skip
+    else:
+        ax.annotate(text, (x, high), xytext=(0, 3), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=10, fontweight="bold", bbox=_LABEL_BOX)  # fmt: skip
+
+
+def _ink(background: str) -> str:
+    """White on a dark bar, black on a light one."""
+    r, g, b = to_rgb(background)
+    return "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.55 else "black"
 
 
 def _targets(ax: Axes, report: BenchReport, layout: _Layout, group: int, concurrency: int) -> float:
@@ -171,7 +193,7 @@ def _legend(ax: Axes, report: BenchReport, layout: _Layout) -> None:
         ran = [c for c in layout.concurrencies if layout.of(target.variant, c)]
         statuses = ", ".join(f"c={c}: {_status(report.checks, target, c)}" for c in ran)
         if drawn:
-            label = textwrap.fill(f"target: {target.label} ({statuses})", 30)
+            label = textwrap.fill(f"target: {target.label} ({statuses}; solid where met)", 30)
             handles.append(Line2D([], [], color=_TARGET_COLOR, linestyle="--", label=label))
         else:  # not a rate: its status only, as text
             label = textwrap.fill(f"check: {target.label} ({statuses or 'not run'})", 30)
@@ -217,6 +239,7 @@ def _latency(ax: Axes, layout: _Layout, latency: LatencyFile | None, concurrency
         if e2e is not None and (api is None or _differs(api, e2e)):
             _cdf_line(ax, e2e, layout.colors[variant], dashed=True)
     ax.set_xscale("log")
+    _plain_log_ticks(ax)
     ax.set_yscale("logit")
     ax.set_ylim(_CDF_BOTTOM, _CDF_TOP)
     ax.set_yticks(_CDF_TICKS, _CDF_TICK_LABELS)
@@ -226,6 +249,17 @@ def _latency(ax: Axes, layout: _Layout, latency: LatencyFile | None, concurrency
     ax.set_xlabel("ms (log); solid: API call, dashed: end to end where it differs")
     ax.set_ylabel("share of jobs at or below")
     ax.grid(axis="x", which="both", alpha=0.25)
+
+
+def _plain_log_ticks(ax: Axes) -> None:
+    """Milliseconds as plain numbers (0.5, 20, 1,000) at 1-2-5 steps when the data spans
+    three decades or less (else one per decade): a narrow range (200 to 1,300 ms) would
+    otherwise show a single tick."""
+    low, high = ax.get_xlim()
+    decades = math.log10(max(high, 1e-9) / max(low, 1e-9))
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.10g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _duration(run: RunMetrics) -> float:
@@ -329,4 +363,4 @@ def build_figure(report: BenchReport, latency: LatencyFile | None) -> Figure:
 
 
 def write_png(report: BenchReport, latency: LatencyFile | None, path: Path) -> None:
-    build_figure(report, latency).savefig(path, dpi=80)
+    build_figure(report, latency).savefig(path, dpi=100)

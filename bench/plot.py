@@ -46,6 +46,8 @@ _CDF_BOTTOM, _CDF_TOP = 0.005, 0.9995
 _CDF_TICKS = (0.01, 0.1, 0.5, 0.9, 0.99, 0.999)
 _CDF_TICK_LABELS = ("1 %", "10 %", "p50", "90 %", "p99", "99.9 %")
 _TARGET_COLOR = "#b00020"
+#: a ceiling more than this many times the highest bar is named in the legend, not drawn
+_CEILING_SHOWN = 2.0
 #: behind a bar's label, so a target line crossing it does not hide it
 _LABEL_BOX = {"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1}
 
@@ -126,9 +128,14 @@ def _headline(ax: Axes, report: BenchReport, layout: _Layout) -> None:
                             capsize=4, linewidth=1.2)  # fmt: skip
             labels.append((x, low, high, _bar_label(variant, runs, median), variant))
             top = max(top, high)
-        ceiling = next((r.ceiling_per_s for v in layout.variants for r in layout.of(v, concurrency)
-                        if r.ceiling_per_s is not None), None)  # fmt: skip
-        if ceiling is not None:
+    off_scale: list[str] = []
+    bars_top = top
+    for group, concurrency in enumerate(layout.concurrencies):
+        ceiling = _ceiling(layout, concurrency)
+        # a ceiling far above every bar (little latency, no limit) would squash the bars
+        if ceiling is not None and ceiling > _CEILING_SHOWN * bars_top:
+            off_scale.append(f"{ceiling:,.0f}/s at c={concurrency}")
+        elif ceiling is not None:
             ax.hlines(ceiling, group - 0.45, group + 0.45, color="black", linestyle=":")
             ax.annotate(f"{ceiling:,.0f}/s", (group + 0.45, ceiling), xytext=(2, 0),
                         textcoords="offset points", ha="left", va="center", fontsize=8)  # fmt: skip
@@ -146,7 +153,13 @@ def _headline(ax: Axes, report: BenchReport, layout: _Layout) -> None:
         rounds = f"median of {layout.rounds} rounds, whisker min\u2013max"
     ax.set_title(f"{TITLE_HEADLINE} (bar: {rounds})", loc="left")
     ax.grid(axis="y", alpha=0.3)
-    _legend(ax, report, layout)
+    _legend(ax, report, layout, off_scale)
+
+
+def _ceiling(layout: _Layout, concurrency: int) -> float | None:
+    """The scenario's ceiling at this concurrency (the same for every variant)."""
+    runs = [r for v in layout.variants for r in layout.of(v, concurrency)]
+    return next((r.ceiling_per_s for r in runs if r.ceiling_per_s is not None), None)
 
 
 def _place_label(ax: Axes, bar: tuple[float, float, float], text: str, color: str) -> None:
@@ -183,7 +196,7 @@ def _targets(ax: Axes, report: BenchReport, layout: _Layout, group: int, concurr
     return highest
 
 
-def _legend(ax: Axes, report: BenchReport, layout: _Layout) -> None:
+def _legend(ax: Axes, report: BenchReport, layout: _Layout, off_scale: list[str]) -> None:
     """One entry per variant (its colour in every panel), then the targets and the ceiling:
     outside the axes, on the right, so it never covers data."""
     handles: list[Artist] = [Patch(color=layout.colors[v], label=v) for v in layout.variants]
@@ -198,7 +211,10 @@ def _legend(ax: Axes, report: BenchReport, layout: _Layout) -> None:
         else:  # not a rate: its status only, as text
             label = textwrap.fill(f"check: {target.label} ({statuses or 'not run'})", 30)
             others.append(Line2D([], [], linestyle="none", label=label))
-    if any(r.ceiling_per_s is not None for r in report.runs):
+    if off_scale:
+        label = textwrap.fill("ceiling, off the scale: " + ", ".join(off_scale), 30)
+        others.append(Line2D([], [], linestyle="none", label=label))
+    elif any(r.ceiling_per_s is not None for r in report.runs):
         handles.append(Line2D([], [], color="black", linestyle=":", label="ceiling"))
     handles += others
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,

@@ -90,7 +90,7 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser], names: list[str]) -> None:
     p = sub.add_parser(
-        "run", allow_abbrev=False, help="run a scenario and write report.{json,md,png}"
+        "run", allow_abbrev=False, help="run a scenario; write report.{json,md,png}, latency.json"
     )
     p.add_argument("scenario", choices=names, help="see `python -m bench list`")
     p.add_argument("--jobs", type=positive_int, help="requests in the synthetic request file")

@@ -8,7 +8,8 @@ Rows, top to bottom (one column per concurrency below the first row):
    end dashed where it differs; p50 and p99 marked; a logit y axis so the tail has room;
 3. jobs/s over time in round 1, one line per variant, x = share of that run's own duration
    (a 2 s run is not a sliver beside a 7 s one);
-4. only when the engine learned a rate: the learned rate against the server's limit.
+4. only where the simulator enforces an RPM limit and the engine learned a rate: the learned
+   rate against that limit (round 1, the first concurrency).
 
 Each variant keeps one colour everywhere (bench/palette.py); the one legend sits right of the
 headline, one entry per variant. Drawn with matplotlib's object API on a bare `Figure` (the Agg

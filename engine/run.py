@@ -24,6 +24,7 @@ from engine.abandoned import AbandonedCounter, abandoned_calls
 from engine.commit_waits import CommitWaits
 from engine.crashpoints import NONE as NO_CRASH
 from engine.crashpoints import CrashPoints
+from engine.errors import StorageError
 from engine.output import OutputFiles, row_of
 from engine.pipeline import Pipeline
 from engine.queue import WorkQueue
@@ -260,9 +261,14 @@ class Coordinator:
 
     async def _commit(self, batch: list[Outcome]) -> None:
         finished = [row_of(o) for o in batch if isinstance(o, Done | Failed)]
-        meta = {**self._output.append(finished), **self.abandoned.meta_for(batch)}
-        self._crash.reach("after_append")
-        await self._queue.commit(batch, meta)
+        mark = self._output.mark()
+        try:
+            meta = {**self._output.append(finished), **self.abandoned.meta_for(batch)}
+            self._crash.reach("after_append")
+            await self._queue.commit(batch, meta)
+        except (StorageError, OSError):
+            self._output.rollback(mark)  # a full disk: the lines of a batch not committed go
+            raise
         for outcome in batch:
             self._release(outcome.seq)
             self.stats.record(outcome)

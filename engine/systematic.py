@@ -159,3 +159,23 @@ class SystematicFailures:
         for failure in failures:
             self._held_seqs.discard(failure.seq)
         return list(failures)
+
+
+def halt_line(halt: Halt, base_url: str, api_key_env: str, released: int) -> str:
+    """The one line that says what stopped the run and what to check."""
+    sig = halt.signature
+    code = f" {sig.code}" if sig.code else ""
+    if sig.status == 401 or sig.code in AUTH_CODES - {"model_not_found"}:
+        check = f"check {api_key_env} / --api-key-env"
+    elif sig.status == 403:
+        check = f"check that the key in {api_key_env} may use model {halt.model}"
+    elif sig.status == 404 or sig.code == "model_not_found":
+        check = f"check the model name {halt.model!r} and --base-url"
+    else:
+        said = f" (the server says: {halt.message})" if halt.message else ""
+        check = f"check the requests of this stage and model{said}"
+    return (
+        f"stopped: every call of stage {halt.stage} (model {halt.model}) is rejected with "
+        f"HTTP {sig.status}{code} by {base_url}; {check}; nothing was marked failed "
+        f"({released} jobs back in the queue); fix it and run the same command"
+    )

@@ -75,8 +75,9 @@ _any_decoder = msgspec.json.Decoder()
 
 def failure_codes(error: bytes | None) -> frozenset[str]:
     """The names a failed job's error answers to in `requeue_failed(codes)`: its HTTP status
-    ("400"), the engine's error class ("PermanentError", "ContentRefused") and the provider's
-    `error.code` and `error.type` ("invalid_api_key", "invalid_request_error"). Pure, so every
+    ("400"), the engine's error class ("PermanentError", "ContentRefused"), the provider's
+    `error.code` and `error.type` ("invalid_api_key", "invalid_request_error"), and for a
+    refused reply its finish reason ("content_filter") or "refusal". Pure, so every
     backend filters alike (in SQL only where it can say the same)."""
     if not error:
         return frozenset()
@@ -98,8 +99,13 @@ def failure_codes(error: bytes | None) -> frozenset[str]:
         if isinstance(body, dict) and isinstance(body.get("choices"), list):
             # a refused reply (ContentRefused) keeps its completion: its finish reasons
             for choice in body["choices"]:
-                if isinstance(choice, dict) and choice.get("finish_reason"):
+                if not isinstance(choice, dict):
+                    continue
+                if choice.get("finish_reason"):
                     codes.add(str(choice["finish_reason"]))
+                message = choice.get("message")
+                if isinstance(message, dict) and message.get("refusal"):
+                    codes.add("refusal")
     return frozenset(codes)
 
 

@@ -177,5 +177,5 @@ def halt_line(halt: Halt, base_url: str, api_key_env: str, released: int) -> str
     return (
         f"stopped: every call of stage {halt.stage} (model {halt.model}) is rejected with "
         f"HTTP {sig.status}{code} by {base_url}; {check}; nothing was marked failed "
-        f"({released} jobs back in the queue); fix it and run the same command"
+        f"(the {released} jobs rejected are back in the queue); fix it and run the same command"
     )

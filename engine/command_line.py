@@ -12,22 +12,21 @@ import shlex
 from collections.abc import Sequence
 
 COMMAND_KEY = "run.command"
-_argv: list[str] | None = None
 _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+_recorded: list[list[str]] = []  # the argv `main` was given (empty: not started by main)
 
 
 def record(argv: Sequence[str]) -> None:
-    global _argv
-    _argv = list(argv)
+    _recorded[:] = [list(argv)]
 
 
 def rerun_command() -> str | None:
     """`python -m engine …` as started, without --retry-failed (None: not started by main)."""
-    if _argv is None:
+    if not _recorded:
         return None
     kept: list[str] = []
     skip_value = False
-    for arg in _argv:
+    for arg in _recorded[0]:
         if skip_value:
             skip_value = False
             if not arg.startswith("-"):

@@ -19,10 +19,10 @@ import msgspec
 import structlog
 
 from engine.abandoned import abandoned_line
+from engine.command_line import COMMAND_KEY, rerun_command
 from engine.config import EngineConfig
 from engine.crashpoints import CrashPoints
 from engine.endpoint import cache_scope, chosen_base_url
-from engine.command_line import COMMAND_KEY, rerun_command
 from engine.errors import UserError, exit_status_of
 from engine.exits import (
     EXIT_FAILED_JOBS,

@@ -119,14 +119,24 @@ class SystematicFailures:
                 return [outcome]
             self._succeeded.add(key)
             return [outcome, *self._let_through(key)]
-        if self.limit <= 0 or not isinstance(outcome, Failed):
-            return [outcome]
-        signature = signature_of(outcome.error)
-        if signature is None or not self._holdable(key, signature):
+        signature = self._suspect(key, outcome)
+        if signature is None or not isinstance(outcome, Failed):
             return [outcome]
         if self.halt is not None:
             self.released += 1
             return [Released(outcome.seq)]  # in flight when the run halted
+        return self._hold(key, outcome, signature)
+
+    def _suspect(self, key: Key, outcome: Outcome) -> Signature | None:
+        """The signature of a failure that may be systematic (None: decide as usual)."""
+        if self.limit <= 0 or not isinstance(outcome, Failed):
+            return None
+        signature = signature_of(outcome.error)
+        if signature is None or not self._holdable(key, signature):
+            return None
+        return signature
+
+    def _hold(self, key: Key, outcome: Failed, signature: Signature) -> list[Outcome]:
         held = self._held.setdefault(key, [])
         held.append(outcome)
         self._held_seqs.add(outcome.seq)
@@ -134,7 +144,7 @@ class SystematicFailures:
         if len(same) < self.limit:
             return []
         _, message = provider_detail(outcome.error)
-        self.halt = Halt(signature, job.stage, job.model, message[:200], len(same))
+        self.halt = Halt(signature, key[0], key[1], message[:200], len(same))
         return self.release_all(as_failed=False)
 
     def release_all(self, as_failed: bool) -> list[Outcome]:
@@ -177,5 +187,6 @@ def halt_line(halt: Halt, base_url: str, api_key_env: str, released: int) -> str
     return (
         f"stopped: every call of stage {halt.stage} (model {halt.model}) is rejected with "
         f"HTTP {sig.status}{code} by {base_url}; {check}; nothing was marked failed "
-        f"(the {released} jobs rejected are back in the queue); fix it and run the same command"
+        f"(the {released} jobs rejected are back in the queue); fix it and run again: what is "
+        "done is kept"
     )

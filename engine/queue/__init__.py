@@ -88,25 +88,30 @@ def failure_codes(error: bytes | None) -> frozenset[str]:
     codes = {info.kind}
     if info.status_code is not None:
         codes.add(str(info.status_code))
-    if info.body:
-        try:
-            body = _any_decoder.decode(info.body)
-        except msgspec.DecodeError:
-            body = None
-        detail = body.get("error") if isinstance(body, dict) else None
-        if isinstance(detail, dict):
-            codes.update(str(detail[k]) for k in ("code", "type") if detail.get(k))
-        if isinstance(body, dict) and isinstance(body.get("choices"), list):
-            # a refused reply (ContentRefused) keeps its completion: its finish reasons
-            for choice in body["choices"]:
-                if not isinstance(choice, dict):
-                    continue
-                if choice.get("finish_reason"):
-                    codes.add(str(choice["finish_reason"]))
-                message = choice.get("message")
-                if isinstance(message, dict) and message.get("refusal"):
-                    codes.add("refusal")
+    try:
+        body = _any_decoder.decode(info.body) if info.body else None
+    except msgspec.DecodeError:
+        body = None
+    if isinstance(body, dict):
+        codes.update(_body_codes(body))
     return frozenset(codes)
+
+
+def _body_codes(body: dict[str, object]) -> set[str]:
+    """The provider's error code and type, or a refused reply's finish reasons."""
+    codes: set[str] = set()
+    detail = body.get("error")
+    if isinstance(detail, dict):
+        codes.update(str(detail[k]) for k in ("code", "type") if detail.get(k))
+    choices = body.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if isinstance(choice, dict):
+            if choice.get("finish_reason"):
+                codes.add(str(choice["finish_reason"]))
+            message = choice.get("message")
+            if isinstance(message, dict) and message.get("refusal"):
+                codes.add("refusal")
+    return codes
 
 
 class WorkQueue(Protocol):

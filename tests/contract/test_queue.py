@@ -7,6 +7,7 @@ persistence across a reopen) take `sqlite_queue`.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -305,7 +306,7 @@ async def test_sqlite_reads_by_id_through_the_id_index(sqlite_queue: SQLiteQueue
 
 
 def _failed(job_seq: int, job_id: str, status: int, code: str, attempts: int = 3) -> Failed:
-    body = '{"error": {"message": "no", "type": "invalid_request_error", "code": "%s"}}' % code
+    body = json.dumps({"error": {"message": "no", "type": "invalid_request_error", "code": code}})
     error = ErrorInfo("PermanentError", f"HTTP {status}", status, body)
     return Failed(job_seq, job_id, attempts, error, 100.0, 101.0, 100.0)
 

@@ -35,8 +35,8 @@ def test_a_wrong_key_stops_the_run_and_the_right_key_completes_it(tmp_path: Path
     requests = write_lines(tmp_path / "in.jsonl", [request(f"r{i}", f"q {i}?") for i in range(n)])
     run_dir = tmp_path / "run"
     with simulator("--api-key", "sk-right-key") as sim:
-        args = ("generate", "--requests", str(requests), "--run-dir", str(run_dir))
-        args += ("--base-url", sim.base_url, "--concurrency", "64")
+        args = ("generate", "--requests", str(requests), "--run-dir", str(run_dir),
+                "--base-url", sim.base_url, "--concurrency", "64")  # fmt: skip
         wrong = run_engine(*args, env={"OPENAI_API_KEY": "sk-wrong-key"})
         assert wrong.returncode == 4, wrong.stdout + wrong.stderr
         assert "Traceback" not in wrong.stderr
@@ -70,8 +70,8 @@ def test_always_400_fails_them_and_retry_failed_sends_exactly_those(tmp_path: Pa
     run_dir = tmp_path / "run"
     bad = Counter(f"bad{i}" for i in range(25))
     with simulator() as sim:
-        args = ("generate", "--requests", str(requests), "--run-dir", str(run_dir))
-        args += ("--base-url", sim.base_url, "--concurrency", "16")
+        args = ("generate", "--requests", str(requests), "--run-dir", str(run_dir),
+                "--base-url", sim.base_url, "--concurrency", "16")  # fmt: skip
         first = run_engine(*args)
         assert first.returncode == 3, first.stdout + first.stderr
         assert ids_of(run_dir / "errors.jsonl") == bad
@@ -81,7 +81,8 @@ def test_always_400_fails_them_and_retry_failed_sends_exactly_those(tmp_path: Pa
         hint = report["retry_failed"]
         assert hint["jobs"] == 25
         assert hint["command"].endswith("--retry-failed")
-        assert "--requests" in hint["command"] and sim.base_url in hint["command"]
+        assert "--requests" in hint["command"]
+        assert sim.base_url in hint["command"]
         text = run_engine("status", "--run-dir", str(run_dir)).stdout
         assert "25 failed jobs; to run them again:" in text
 
@@ -145,3 +146,32 @@ def test_filtered_replies_fail_at_once_with_their_reason(tmp_path: Path) -> None
     results = ids_of(run_dir / "results.jsonl")
     assert len(results) + len(errors) == n
     assert not results.keys() & {e["custom_id"] for e in errors}
+
+
+def test_a_mistyped_revise_model_stops_at_the_revisions_keeping_the_answers(
+    tmp_path: Path,
+) -> None:
+    persona = ("generate", "--personas", "2", "--prompts-per-persona", "10")
+    with simulator("--model", "sim-small") as sim:
+        typo = run_engine(
+            *persona, "--revise-model", "sim-smal", "--run-dir", str(tmp_path / "typo"),
+            "--base-url", sim.base_url,
+        )  # fmt: skip
+        assert typo.returncode == 4, typo.stdout + typo.stderr
+        said = [line for line in typo.stdout.splitlines() if line.startswith("stopped:")]
+        assert len(said) == 1
+        assert "stage revise (model sim-smal)" in said[0]
+        assert "HTTP 404 model_not_found" in said[0]
+        report = status_json(tmp_path / "typo")
+        assert report["by_stage"]["answer"] == {"done": 20}
+        assert report["by_stage"]["critique"] == {"done": 20}
+        assert report["by_status"]["failed"] == 0
+        assert sim.stats()["by_stage"] == {"answer": 20, "critique": 20}
+
+        fixed = run_engine(
+            *persona, "--revise-model", "sim-small", "--run-dir", str(tmp_path / "fixed"),
+            "--base-url", sim.base_url,
+        )  # fmt: skip
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+        # the answers and critiques came from the cache: only the revisions were paid
+        assert sim.stats()["by_stage"] == {"answer": 20, "critique": 20, "revise": 20}

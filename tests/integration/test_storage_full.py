@@ -73,7 +73,8 @@ def test_a_full_disk_stops_cleanly_and_the_same_command_resumes(
         said = user_lines(full.stderr)
         assert len(said) == 1, said
         assert str(small_fs.path) in said[0]
-        assert "no space left on device" in said[0] and "run the same command" in said[0]
+        assert "no space left on device" in said[0]
+        assert "run the same command" in said[0]
         # nothing torn: every line in the output files is whole and committed
         run_dir = small_fs.path / "run"
         done_before = read_jsonl(run_dir / "results.jsonl")
@@ -108,7 +109,8 @@ def test_a_disk_full_at_enqueue_or_read_only_is_one_line_and_exit_5(
         read_only = run_engine(*args)
         assert read_only.returncode == 5, read_only.stdout + read_only.stderr
         said = user_lines(read_only.stderr)
-        assert len(said) == 1 and "read-only file system" in said[0], said
+        assert len(said) == 1, said
+        assert "read-only file system" in said[0]
         assert str(small_fs.path / "run") in said[0]
 
         small_fs.remount("rw,size=256m")

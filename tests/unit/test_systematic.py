@@ -12,7 +12,7 @@ import msgspec
 from engine.output import OutputFiles
 from engine.queue.memory import MemoryQueue
 from engine.run import RunConfig
-from engine.systematic import Signature, SystematicFailures, signature_of
+from engine.systematic import Halt, Signature, SystematicFailures, signature_of
 from schemas.job import ClaimedJob, ErrorInfo, Failed, Released
 from tests.fakes import NO_BACKOFF, FakeTransport
 from tests.unit.test_coordinator import coordinator, make_job, read_lines
@@ -29,7 +29,9 @@ def rejection(status: int, code: str) -> ProviderError:
     return error_for_status(status, body, "req", None)
 
 
-async def run(queue: MemoryQueue, transport: FakeTransport, run_dir: Path) -> tuple[int, object]:
+async def run(
+    queue: MemoryQueue, transport: FakeTransport, run_dir: Path
+) -> tuple[int, Halt | None]:
     output = OutputFiles(run_dir)
     await output.recover(queue)
     try:
@@ -44,15 +46,16 @@ async def run(queue: MemoryQueue, transport: FakeTransport, run_dir: Path) -> tu
 async def test_a_wrong_key_stops_the_run_and_fails_nothing(tmp_path: Path) -> None:
     queue = MemoryQueue()
     await queue.enqueue([make_job(i) for i in range(200)])
-    transport = FakeTransport(failures={n: rejection(401, "invalid_api_key") for n in range(1, 300)})
+    wrong_key = {n: rejection(401, "invalid_api_key") for n in range(1, 300)}
+    transport = FakeTransport(failures=wrong_key)
     released, halt = await run(queue, transport, tmp_path)
     counts = await queue.counts()
     assert counts.by_status == {"queued": 200}
     assert counts.attempts == 0  # nothing spent: the same command runs them all again
     assert len(transport.calls) < 20  # stopped after 5 (+ those already in flight)
     assert released == len(transport.calls)
-    assert isinstance(halt, object) and halt is not None
-    assert halt.signature == Signature(401, "invalid_api_key")  # type: ignore[attr-defined]
+    assert halt is not None
+    assert halt.signature == Signature(401, "invalid_api_key")
     assert not (tmp_path / "errors.jsonl").read_bytes()
     # the key fixed: the same queue completes, every job once
     await run(queue, FakeTransport(), tmp_path)
@@ -67,7 +70,8 @@ async def test_request_errors_after_a_success_fail_without_stopping(tmp_path: Pa
     failures = {n: rejection(400, "invalid_value") for n in range(5, 65, 2)}
     transport = FakeTransport(failures=failures)
     released, halt = await run(queue, transport, tmp_path)
-    assert halt is None and released == 0
+    assert halt is None
+    assert released == 0
     counts = await queue.counts()
     assert counts.by_status == {"done": 34, "failed": 30}
     assert len(read_lines(tmp_path / "errors.jsonl")) == 30
@@ -78,7 +82,8 @@ async def test_held_failures_fail_when_the_run_ends_below_the_limit(tmp_path: Pa
     await queue.enqueue([make_job(i) for i in range(3)])
     transport = FakeTransport(failures={n: rejection(401, "invalid_api_key") for n in range(1, 9)})
     released, halt = await run(queue, transport, tmp_path)
-    assert halt is None and released == 0
+    assert halt is None
+    assert released == 0
     assert (await queue.counts()).by_status == {"failed": 3}
     assert len(transport.calls) == 3
 
@@ -102,9 +107,12 @@ def test_a_mistyped_model_of_one_stage_halts_that_stage_only() -> None:
     ok = detector.observe(_job(3, "answer", "good"), _failed(3, 400, "invalid_value"))
     assert [type(o) for o in ok] == [Failed]
     out = detector.observe(_job(4, "revise", "typo"), _failed(4, 404, "model_not_found"))
-    assert [o.seq for o in out] == [1, 2, 4] and all(isinstance(o, Released) for o in out)
-    assert detector.halt is not None and detector.halt.stage == "revise"
-    assert detector.halt.model == "typo" and detector.halt.signature.status == 404
+    assert [o.seq for o in out] == [1, 2, 4]
+    assert all(isinstance(o, Released) for o in out)
+    assert detector.halt is not None
+    assert detector.halt.stage == "revise"
+    assert detector.halt.model == "typo"
+    assert detector.halt.signature.status == 404
 
 
 def test_different_rejections_do_not_add_up() -> None:

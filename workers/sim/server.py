@@ -186,9 +186,9 @@ class Simulator:
 
     async def _answer(self, request: web.Request, fault: Fault, latency_s: float) -> web.Response:
         loop = self._running_loop()
-        if self._authorization is not None:
-            if request.headers.get("Authorization") != self._authorization:
-                raise Rejection(401, bodies.INVALID_API_KEY)
+        authorization = self._authorization
+        if authorization is not None and request.headers.get("Authorization") != authorization:
+            raise Rejection(401, bodies.INVALID_API_KEY)
         elapsed_s = loop.time() - self._started_s
         if self._outage_set and in_outage(elapsed_s, self.config, self._outage_began_s):
             raise Rejection(503, bodies.OUTAGE)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from engine.errors import StorageError, storage_error_of
 
-# What the PERSONA run writes per call, measured on the full default run (635,577 calls:
-# 3.7 GB run directory, 0.55 GB cache; /work/shared/ARCHITECTURE.md, "Measured facts").
-PERSONA_RUN_DIR_BYTES_PER_CALL = 5_900
-PERSONA_CACHE_BYTES_PER_CALL = 870
+# What the PERSONA run writes per call (queue, output files, pairs; and the cache): 5,820 and
+# 865 bytes on the full default run (635,577 calls: 3.7 GB run directory, 0.55 GB cache), 6,000
+# and 918 on `generate --personas 30` (13,174 calls: 79.0 MB and 12.1 MB, measured 2026-12-01)
+PERSONA_RUN_DIR_BYTES_PER_CALL = 6_000
+PERSONA_CACHE_BYTES_PER_CALL = 920
 
 
 def storage_error_in(exc: BaseException, run_dir: Path) -> StorageError | None:

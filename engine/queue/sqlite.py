@@ -564,9 +564,15 @@ def _storage_error(exc: sqlite3.Error, path: Path, cache: Path | None) -> Storag
     blamed = path
     if cache is not None and _free_bytes(cache) < _free_bytes(path):
         blamed = cache
-    if errno_of == errno.ENOSPC and not os.access(blamed.parent, os.W_OK):
+    free = _free_bytes(blamed)
+    if free < 0:
         errno_of = errno.EROFS
+    elif (code & 0xFF) == sqlite3.SQLITE_IOERR and free > _NEARLY_FULL:
+        return None  # an I/O error on a disk with room: not ours to explain
     return StorageError(blamed, errno_of)
+
+
+_NEARLY_FULL = 1 << 20  # an I/O error with less than this free is taken for a full disk
 
 
 def _free_bytes(path: Path) -> int:

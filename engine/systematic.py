@@ -183,7 +183,10 @@ def halt_line(halt: Halt, base_url: str, api_key_env: str, released: int) -> str
         check = f"check the model name {halt.model!r} and --base-url"
     else:
         said = f" (the server says: {halt.message})" if halt.message else ""
-        check = f"check the requests of this stage and model{said}"
+        check = (
+            f"check the requests of this stage and model{said}, or give "
+            "--stop-after-same-errors 0 to fail them instead"
+        )
     return (
         f"stopped: every call of stage {halt.stage} (model {halt.model}) is rejected with "
         f"HTTP {sig.status}{code} by {base_url}; {check}; nothing was marked failed "

@@ -175,3 +175,30 @@ def test_a_mistyped_revise_model_stops_at_the_revisions_keeping_the_answers(
         assert fixed.returncode == 0, fixed.stdout + fixed.stderr
         # the answers and critiques came from the cache: only the revisions were paid
         assert sim.stats()["by_stage"] == {"answer": 20, "critique": 20, "revise": 20}
+
+
+def test_a_run_of_only_rejected_requests_stops_unless_told_to_fail_them(tmp_path: Path) -> None:
+    requests = write_lines(tmp_path / "in.jsonl", [refused_request(f"bad{i}") for i in range(25)])
+    run_dir = tmp_path / "run"
+    bad = Counter(f"bad{i}" for i in range(25))
+    with simulator() as sim:
+        args = ("generate", "--requests", str(requests), "--run-dir", str(run_dir),
+                "--base-url", sim.base_url, "--concurrency", "32")  # fmt: skip
+        stopped = run_engine(*args)  # every call rejected alike, none succeeds: systematic
+        assert stopped.returncode == 4, stopped.stdout + stopped.stderr
+        said = [line for line in stopped.stdout.splitlines() if line.startswith("stopped:")]
+        assert len(said) == 1
+        assert "HTTP 400 invalid_value" in said[0]
+        assert "--stop-after-same-errors 0" in said[0]
+        assert status_json(run_dir)["by_status"]["failed"] == 0
+
+        failed = run_engine(*args, "--stop-after-same-errors", "0")
+        assert failed.returncode == 3, failed.stdout + failed.stderr
+        assert ids_of(run_dir / "errors.jsonl") == bad
+        before = sim.stats()["requests_received"]
+
+        again = run_engine(*args, "--stop-after-same-errors", "0", "--retry-failed")
+        assert again.returncode == 3, again.stdout + again.stderr
+        assert sim.stats()["requests_received"] - before == 25  # exactly those 25
+    assert ids_of(run_dir / "errors.jsonl") == bad
+    assert status_json(run_dir)["by_status"]["failed"] == 25

@@ -89,6 +89,8 @@ def test_a_full_disk_stops_cleanly_and_the_same_command_resumes(
     assert not read_jsonl(run_dir / "errors.jsonl")
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_a_disk_full_at_enqueue_or_read_only_is_one_line_and_exit_5(
     tmp_path: Path, small_fs: SmallFs
 ) -> None:

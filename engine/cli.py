@@ -1,7 +1,10 @@
 """`python -m engine …`: the command-line contract. Flags are public: add freely, rename none.
 
 Exit status: 0 all jobs done; 3 finished with some jobs failed permanently; 2 bad usage or bad
-input; 130 stopped by a signal (rerun the same command to resume).
+input; 4 stopped because every call of a stage and model was rejected the same way (a wrong key,
+a mistyped model: those jobs are back in the queue, none failed); 5 stopped because the run
+directory or the cache is full or not writable; 130 stopped by a signal. After 4, 5 and 130
+the same command resumes.
 """
 
 from __future__ import annotations
@@ -145,6 +148,7 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ("--timeout-rate", "share that hang for --hang-s"),
         ("--hang-s", "how long a hung request hangs"),
         ("--malformed-rate", "share answered 200 with a body that is not a completion"),
+        ("--content-filter-rate", "share answered 200 with finish_reason content_filter"),
         ("--outage-for-s", "how long the outage lasts"),
     ):
         default = getattr(d, flag.removeprefix("--").replace("-", "_"))
@@ -164,6 +168,11 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=[],
         dest="models",
         help="serve only these models (repeat); others get 404",
+    )
+    p.add_argument(
+        "--api-key",
+        default=d.api_key,
+        help="answer 401 invalid_api_key to requests not bearing this key (default: any key)",
     )
     p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
     p.add_argument(
@@ -250,6 +259,9 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    from engine import command_line
+
+    command_line.record(argv)
     args = build_parser(_command_of(argv)).parse_args(argv)
     configure_logging(args.log_level)
     code: int = args.func(args)

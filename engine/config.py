@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from engine.argtypes import positive_float, positive_int
+from engine.argtypes import non_negative_int, positive_float, positive_int
 from engine.errors import SettingsError
 from engine.run import RunConfig
 from ratelimits.breaker import BreakerConfig
@@ -86,6 +86,9 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     progress: bool | None = None  # None: on a terminal
     sim_latency_ms: float = 0.0
     learn_rate: bool = True  # learn the allowed request rate from 429s (ratelimits.learned)
+    # issue 16: put FAILED jobs back with fresh attempts before running (None: no; (): all;
+    # else those whose HTTP status or error code is listed, engine.queue.failure_codes)
+    retry_failed: tuple[str, ...] | None = None
     run: RunConfig = RunConfig()
     breaker: BreakerConfig = BreakerConfig()
     limits: LimitFlags = LimitFlags()
@@ -105,6 +108,8 @@ class Flag(msgspec.Struct, frozen=True):
     action: str | type[argparse.Action] | None = None
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
+    nargs: str | None = None
+    const: Any = None
 
     @property
     def dest(self) -> str:
@@ -120,6 +125,13 @@ def _model_value(text: str) -> tuple[str, float]:
     if not sep or not model:
         raise argparse.ArgumentTypeError(f"takes MODEL=N, got {text!r}")
     return model, value
+
+
+def _codes(text: str) -> tuple[str, ...]:
+    codes = tuple(code.strip() for code in text.split(",") if code.strip())
+    if not codes:
+        raise argparse.ArgumentTypeError(f"takes CODE[,CODE…], got {text!r}")
+    return codes
 
 
 def _number_of(field: str) -> Callable[[str], Any]:
@@ -206,6 +218,26 @@ FLAGS: tuple[Flag, ...] = (
         "learn the request rate the server allows from its 429s (below --rpm if given), "
         "starting from the rate remembered in rates.json beside the cache",
         action=argparse.BooleanOptionalAction,
+    ),
+    Flag(
+        "--stop-after-same-errors",
+        ("run", "stop_after_same_errors"),
+        "stop the run when this many calls of one stage and model are rejected with the same "
+        "permanent error (HTTP status and error code: a wrong key, a mistyped model) and none "
+        "has succeeded; those jobs go back to the queue, none is marked failed (exit 4). "
+        "0: never stop",
+        non_negative_int,
+    ),
+    Flag(
+        "--retry-failed",
+        ("retry_failed",),
+        "put the run's failed jobs back in the queue with fresh attempts and run them; "
+        "=CODE,... only those failed with one of these HTTP statuses or error codes "
+        "(400, invalid_api_key, model_not_found, content_filter, PermanentError, ...)",
+        _codes,
+        nargs="?",
+        const=(),
+        metavar="CODE,...",
     ),
     Flag(
         "--rate-limit-give-up-s",
@@ -301,6 +333,9 @@ def add_engine_flags(
             kwargs["choices"] = flag.choices
         if flag.metavar is not None:
             kwargs["metavar"] = flag.metavar
+        if flag.nargs is not None:
+            kwargs["nargs"] = flag.nargs
+            kwargs["const"] = flag.const
         group.add_argument(flag.name, help=flag.help + shown, **kwargs)
 
 

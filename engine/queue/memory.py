@@ -10,12 +10,12 @@ share one cache file.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from typing import Self
 
 import msgspec
 
-from engine.queue import CacheSpec, EnqueueConflict, Record
+from engine.queue import CacheSpec, EnqueueConflict, Record, failure_codes
 from schemas.job import (
     CachedResult,
     ClaimedJob,
@@ -287,6 +287,21 @@ class MemoryQueue:
 
     async def reset_running(self) -> int:
         return await self.sweep(float("inf"))
+
+    async def requeue_failed(self, codes: Collection[str] = ()) -> int:
+        wanted = frozenset(codes)
+        picked = [
+            r
+            for r in self._rows.values()
+            if r.status is Status.FAILED and (not wanted or failure_codes(r.error) & wanted)
+        ]
+        for row in picked:
+            row.status = Status.QUEUED
+            row.attempts = 0
+            row.next_run_at = 0.0
+            row.lease_until = None
+            row.finished_at = None
+        return len(picked)
 
     async def has_running(self) -> bool:
         return any(r.status is Status.RUNNING for r in self._rows.values())

@@ -15,9 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
 import sqlite3
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -25,7 +35,8 @@ from typing import Any, Self, TypeVar
 
 import msgspec
 
-from engine.queue import CacheSpec, EnqueueConflict, Record, SchemaVersionError
+from engine.errors import StorageError
+from engine.queue import CacheSpec, EnqueueConflict, Record, SchemaVersionError, failure_codes
 from schemas.job import (
     CachedResult,
     ClaimedJob,
@@ -138,6 +149,12 @@ WHERE seq = ? AND status = 'running'
 
 _RELEASED = "UPDATE jobs SET status = 'queued', lease_until = NULL WHERE seq = ?"
 
+_REQUEUE_FAILED = """
+UPDATE jobs SET status = 'queued', attempts = 0, next_run_at = 0, lease_until = NULL,
+    finished_at = NULL
+WHERE status = 'failed'
+"""
+
 _SET_META = (
     "INSERT INTO meta (key, value) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -193,6 +210,7 @@ class SQLiteQueue:
         self._thread = thread
         self._scope = scope  # the cache scope; None: no cache
         self.path = path
+        self._cache_path: Path | None = None
 
     @classmethod
     async def open(cls, path: Path, cache: CacheSpec | None = None) -> Self:
@@ -203,14 +221,23 @@ class SQLiteQueue:
         cache_path = cache.path if cache is not None else None
         try:
             db = await loop.run_in_executor(thread, _connect, path, cache_path)
+        except sqlite3.Error as exc:
+            thread.shutdown(wait=False)
+            raise _storage_error(exc, path, cache_path) or exc from None
         except BaseException:
             thread.shutdown(wait=False)
             raise
-        return cls(db, path, thread, cache.scope if cache is not None else None)
+        queue = cls(db, path, thread, cache.scope if cache is not None else None)
+        queue._cache_path = cache_path
+        return queue
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, fn, *args)
+        try:
+            return await loop.run_in_executor(self._thread, fn, *args)
+        except sqlite3.Error as exc:
+            # "database or disk is full", a read-only file: one line naming the path, exit 5
+            raise _storage_error(exc, self.path, self._cache_path) or exc from None
 
     async def close(self) -> None:
         await self._call(self._db.close)
@@ -221,10 +248,11 @@ class SQLiteQueue:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")  # may fail too (a full disk): then roll back as well
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     async def enqueue(
         self,
@@ -405,6 +433,17 @@ class SQLiteQueue:
     def _rowcount(self, sql: str, params: tuple[Any, ...]) -> int:
         return self._db.execute(sql, params).rowcount
 
+    async def requeue_failed(self, codes: Collection[str] = ()) -> int:
+        return await self._call(self._requeue_failed, frozenset(codes))
+
+    def _requeue_failed(self, codes: frozenset[str]) -> int:
+        with self._transaction() as db:
+            if not codes:
+                return db.execute(_REQUEUE_FAILED).rowcount
+            rows = db.execute("SELECT seq, error FROM jobs WHERE status = 'failed'").fetchall()
+            picked = [(seq,) for seq, error in rows if failure_codes(error) & codes]
+            return db.executemany(_REQUEUE_FAILED + " AND seq = ?", picked).rowcount
+
     async def has_running(self) -> bool:
         value = await self._scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'running')")
         return bool(value)
@@ -504,6 +543,46 @@ def _connect(path: Path, cache_path: Path | None) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+#: SQLite primary result codes that mean the filesystem refused a write
+_STORAGE_CODES = {
+    sqlite3.SQLITE_FULL: errno.ENOSPC,
+    sqlite3.SQLITE_READONLY: errno.EROFS,
+    sqlite3.SQLITE_CANTOPEN: errno.EACCES,
+    sqlite3.SQLITE_IOERR: errno.ENOSPC,  # a failed write of the WAL or the journal
+}
+
+
+def _storage_error(exc: sqlite3.Error, path: Path, cache: Path | None) -> StorageError | None:
+    """The StorageError a SQLite error means, naming the queue or the cache file (the one
+    whose filesystem has less room: one transaction writes both), or None."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None or (code & 0xFF) not in _STORAGE_CODES:
+        return None
+    errno_of = _STORAGE_CODES[code & 0xFF]
+    blamed = path
+    if cache is not None and _free_bytes(cache) < _free_bytes(path):
+        blamed = cache
+    free = _free_bytes(blamed)
+    if free < 0:
+        errno_of = errno.EROFS
+    elif (code & 0xFF) == sqlite3.SQLITE_IOERR and free > _NEARLY_FULL:
+        return None  # an I/O error on a disk with room: not ours to explain
+    return StorageError(blamed, errno_of)
+
+
+_NEARLY_FULL = 1 << 20  # an I/O error with less than this free is taken for a full disk
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        stat = os.statvfs(path.parent)
+    except OSError:
+        return 0
+    if stat.f_flag & os.ST_RDONLY:
+        return -1
+    return stat.f_bavail * stat.f_frsize
 
 
 def _terminal_row(r: Sequence[Any]) -> TerminalRow:

@@ -7,6 +7,7 @@ persistence across a reopen) take `sqlite_queue`.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -302,3 +303,70 @@ async def test_sqlite_reads_by_id_through_the_id_index(sqlite_queue: SQLiteQueue
     assert "sqlite_autoindex_jobs_1" in str(plan)
     source = Path(SQLiteQueue.__module__.replace(".", "/") + ".py")
     assert "AND +status = 'done'" in (Path(__file__).parents[2] / source).read_text()
+
+
+def _failed(job_seq: int, job_id: str, status: int, code: str, attempts: int = 3) -> Failed:
+    body = json.dumps({"error": {"message": "no", "type": "invalid_request_error", "code": code}})
+    error = ErrorInfo("PermanentError", f"HTTP {status}", status, body)
+    return Failed(job_seq, job_id, attempts, error, 100.0, 101.0, 100.0)
+
+
+async def test_requeue_failed_gives_fresh_attempts_and_runs_again(queue: WorkQueue) -> None:
+    await queue.enqueue([make_job(i) for i in range(4)])
+    a, b, c, d = await queue.claim(4, now=100.0, lease_s=60.0)
+    await queue.commit(
+        [
+            done(a.seq, a.id),
+            _failed(b.seq, b.id, 400, "invalid_value"),
+            _failed(c.seq, c.id, 401, "invalid_api_key"),
+            Retry(d.seq, ErrorInfo("ServerError", "HTTP 503", 503), 900.0, 100.0),
+        ],
+        {},
+    )
+    assert await queue.requeue_failed() == 2
+    counts = await queue.counts()
+    assert counts.by_status == {"done": 1, "queued": 3}
+    assert [t.id for t in [row async for row in queue.iter_terminal()]] == [a.id]
+    again = await queue.claim(10, now=200.0, lease_s=60.0)  # due now, before the retry
+    assert [(j.id, j.attempts) for j in again] == [(b.id, 0), (c.id, 0)]
+    assert await queue.requeue_failed() == 0  # nothing failed any more
+
+
+async def test_requeue_failed_by_status_or_error_code(queue: WorkQueue) -> None:
+    await queue.enqueue([make_job(i) for i in range(3)])
+    a, b, c = await queue.claim(3, now=100.0, lease_s=60.0)
+    refused = ErrorInfo(
+        "ContentRefused",
+        "the reply was withheld: finish_reason content_filter",
+        200,
+        '{"choices": [{"index": 0, "message": {"role": "assistant"}, '
+        '"finish_reason": "content_filter"}]}',
+    )
+    await queue.commit(
+        [
+            _failed(a.seq, a.id, 400, "invalid_value"),
+            _failed(b.seq, b.id, 401, "invalid_api_key"),
+            Failed(c.seq, c.id, 1, refused, 100.0, 101.0, 100.0),
+        ],
+        {},
+    )
+    assert await queue.requeue_failed(["invalid_api_key"]) == 1
+    assert await queue.requeue_failed(["404", "no_such_code"]) == 0
+    assert await queue.requeue_failed(["content_filter"]) == 1
+    claimed = await queue.claim(10, now=200.0, lease_s=60.0)
+    assert sorted(j.id for j in claimed) == sorted([b.id, c.id])
+    assert await queue.requeue_failed(["400"]) == 1
+    assert (await queue.counts()).by_status == {"queued": 1, "running": 2}
+
+
+async def test_a_requeued_parent_releases_its_waiting_child(queue: WorkQueue) -> None:
+    parent = make_job(1)
+    child = NewJob("child", "fp-child", b"", parent_id=parent.id)
+    await queue.enqueue([parent, child])
+    (claimed,) = await queue.claim(10, now=100.0, lease_s=60.0)
+    await queue.commit([_failed(claimed.seq, claimed.id, 404, "model_not_found")], {})
+    assert await queue.requeue_failed() == 1
+    (again,) = await queue.claim(10, now=200.0, lease_s=60.0)
+    assert again.id == parent.id
+    await queue.commit([done(again.seq, again.id)], {})
+    assert [j.id for j in await queue.claim(10, now=300.0, lease_s=60.0)] == ["child"]

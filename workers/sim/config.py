@@ -7,13 +7,19 @@ from typing import Literal
 
 import msgspec
 
-_FAULT_RATES = ("error_rate", "rate_limit_rate", "timeout_rate", "malformed_rate")
+_FAULT_RATES = (
+    "error_rate",
+    "rate_limit_rate",
+    "timeout_rate",
+    "malformed_rate",
+    "content_filter_rate",
+)
 
 
 class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How the simulated OpenAI-compatible API behaves.
 
-    The four fault rates are fractions of requests (drawn in arrival order from
+    The five fault rates are fractions of requests (drawn in arrival order from
     `random.Random(seed)`); they are disjoint, so their sum must not exceed 1.
 
     Building one never raises (so a CLI can report every problem at once): call
@@ -35,6 +41,11 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timeout_rate: float = 0.0  # hang for hang_s seconds (then 504)
     hang_s: float = 300.0
     malformed_rate: float = 0.0  # answered 200 with a body that is not a valid completion
+    # answered 200 with every choice withheld (finish_reason "content_filter", no content)
+    content_filter_rate: float = 0.0
+    # when set, a request whose `Authorization: Bearer` is not this key gets 401
+    # invalid_api_key, as OpenAI answers a wrong key (never echoed back)
+    api_key: str | None = None
     outage_after_s: float | None = None  # seconds after start when an outage begins
     # or: the outage begins when this many completion requests have arrived (the last of them
     # is the first refused), wherever that falls in time; at most one of the two

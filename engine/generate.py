@@ -19,6 +19,7 @@ import msgspec
 import structlog
 
 from engine.abandoned import abandoned_line
+from engine.batch.config import BatchConfig
 from engine.config import EngineConfig
 from engine.crashpoints import CrashPoints
 from engine.endpoint import cache_scope, chosen_base_url
@@ -64,6 +65,9 @@ class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rate_limit: RateLimitPolicy = RateLimitPolicy()
     learn: LearnConfig | None = LearnConfig()
     rates_path: Path | None = None
+    # issue 13: "batch" runs the jobs through the Batch API (engine.batch)
+    api: str = "online"
+    batch: BatchConfig = BatchConfig()
 
     @classmethod
     def from_config(cls, config: EngineConfig, run_dir: Path) -> GenerateOptions:
@@ -85,6 +89,8 @@ class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             rates_path=rates_path(config.cache or default_cache_path())
             if config.learn_rate
             else None,
+            api=config.api,
+            batch=config.batch,
         )
 
 
@@ -156,6 +162,8 @@ async def _execute(
             return _exit_code(counts.count(Status.FAILED), interrupted=False)
         finished_before = counts.count(Status.DONE) + counts.count(Status.FAILED)
         async with _endpoint(options, base_url) as url:
+            if options.api == "batch":
+                return await _batch_mode(queue, options, pipeline, output, url, crash)
             dispatcher = _dispatcher(options, url, pipeline.check, base_url)
             coordinator = Coordinator(queue, dispatcher, output, options.run, pipeline, crash=crash)
             try:
@@ -165,6 +173,23 @@ async def _execute(
                 await dispatcher.close()
     finally:
         output.close()
+
+
+async def _batch_mode(
+    queue: WorkQueue,
+    options: GenerateOptions,
+    pipeline: Pipeline,
+    output: OutputFiles,
+    url: str,
+    crash: CrashPoints,
+) -> int:
+    # imported on demand: the batch mode needs the openai SDK, the online mode does not
+    from engine.batch.mode import execute  # noqa: PLC0415
+
+    return await execute(
+        queue, pipeline, output, url, options.api_key_env, options.run, options.batch,
+        options.run_dir, crash,
+    )  # fmt: skip
 
 
 @contextlib.asynccontextmanager

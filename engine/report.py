@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import msgspec
 
 from engine import pipelines
 from engine.abandoned import abandoned_calls
+from engine.batch.status import BatchSummary, batch_summary, render_batches
 from engine.errors import SettingsError, UserError, exit_status_of
 from engine.learned_rates import META_KEY, learned_from_meta, render_learned
 from engine.output import OutputFiles
@@ -36,6 +38,9 @@ class StatusReport(msgspec.Struct):
     abandoned_calls: int = 0  # cut off by the adaptive deadline and retried: may be paid twice
     # the last run's learned request rate per model, calls answered and 429s among them
     rate_limits: list[LearnedRate] = msgspec.field(default_factory=list)
+    # issue 13: a run through the Batch API (None: it never used it); `cost_usd` then counts
+    # the calls made through batches at the batch price
+    batch: BatchSummary | None = None
 
 
 class ModelCost(msgspec.Struct):
@@ -58,7 +63,11 @@ def model_costs(counts: QueueCounts, prices: dict[str, Price]) -> dict[str, Mode
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             cost_usd=None if cost is None else round(cost, 6),
-            cost_if_batch_usd=None if cost is None else round(cost / 2, 6),
+            cost_if_batch_usd=None
+            if cost is None
+            else round(cost * price.batch_share, 6)
+            if price
+            else None,
         )
     return costs
 
@@ -118,6 +127,8 @@ def render_status(report: StatusReport) -> str:
     if report.elapsed_s is not None:
         lines.append(f"  elapsed {report.elapsed_s:.1f} s (first call to last finish)")
     lines += render_learned(report.rate_limits)
+    if report.batch is not None:
+        lines += render_batches(report.batch)
     return "\n".join(lines)
 
 
@@ -150,6 +161,11 @@ async def _status(run_dir: Path, as_json: bool, prices_path: Path | None) -> int
         learned = learned_from_meta(await queue.get_meta(META_KEY))
         report = status_report(run_dir, await queue.counts(), prices, learned)
         report.abandoned_calls = await abandoned_calls(queue)
+        report.batch = await batch_summary(queue, prices, time.time())
+        if report.batch is not None and report.cost_usd is not None:
+            online, batch = report.batch.online_equivalent_usd, report.batch.cost_usd
+            if online is not None and batch is not None:
+                report.cost_usd = round(report.cost_usd - online + batch, 6)
     finally:
         await queue.close()
     print(msgspec.json.encode(report).decode() if as_json else render_status(report))

@@ -154,7 +154,15 @@ async def _execute(
         if counts.total == 0:
             print("error: the queue is empty: give --requests FILE", file=sys.stderr)
             return EXIT_USAGE
-        if counts.count(Status.QUEUED) == 0:
+        open_batches = len(await queue.batches())  # their jobs stay RUNNING until collected
+        if open_batches and options.api != "batch":
+            print(
+                f"error: this run has {open_batches} open Batch API batches: resume it with "
+                "--api batch (add --batch-cancel to cancel them)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        if counts.count(Status.QUEUED) == 0 and not open_batches:
             print(
                 f"run already complete: {counts.count(Status.DONE)} done, "
                 f"{counts.count(Status.FAILED)} failed; nothing to do ({options.run_dir})"

@@ -53,7 +53,6 @@ log = structlog.get_logger()
 
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 USAGE_KEY = "batch.usage"  # model -> [requests, prompt tokens, completion tokens] paid in batches
-WAVES_KEY = "batch.waves"
 _CLAIM_CHUNK = 1000
 _CREATE_TRIES = 3
 _usage_decoder = msgspec.json.Decoder(dict[str, list[int]])
@@ -168,7 +167,7 @@ class BatchRunner:
         every = await self._queue.batches(include_closed=True)
         self._next_key = len(every) + 1
         self._usage = _usage_decoder.decode((await self._queue.get_meta(USAGE_KEY)) or "{}")
-        self.stats.waves = int((await self._queue.get_meta(WAVES_KEY)) or 0)
+        self.stats.waves = max((row.wave for row in every), default=0)
         for row in every:
             if row.state is not BatchState.CLOSED:
                 await self._recover(row)
@@ -260,8 +259,7 @@ class BatchRunner:
                 break
             submitted += 1
         if submitted:
-            self.stats.waves += 1
-            await self._queue.set_meta({WAVES_KEY: str(self.stats.waves)})
+            self.stats.waves += 1  # the batches just sent carry its number (BatchRow.wave)
 
     async def _take(self, room: int | None) -> tuple[list[bytes], list[ClaimedJob], int]:
         """Claim ready jobs for one batch within the limits; cached ones are answered now,

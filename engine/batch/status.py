@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from engine.batch.runner import USAGE_KEY, WAVES_KEY
+from engine.batch.runner import USAGE_KEY
 from engine.prices import Price
 from engine.queue import WorkQueue
 from schemas.batches import BatchState
@@ -54,7 +54,7 @@ async def batch_summary(
         cost += price.cost(prompt, completion) * price.batch_share
     return BatchSummary(
         batches=len(rows),
-        waves=int((await queue.get_meta(WAVES_KEY)) or 0),
+        waves=max(r.wave for r in rows),
         open=[
             OpenBatch(
                 r.key,

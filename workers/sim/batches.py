@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -136,14 +137,14 @@ class BatchApi:
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
-        r.add_post("/v1/files", self.upload)
-        r.add_get("/v1/files/{id}", self.file_info)
-        r.add_get("/v1/files/{id}/content", self.file_content)
-        r.add_delete("/v1/files/{id}", self.delete_file)
-        r.add_post("/v1/batches", self.create)
-        r.add_get("/v1/batches", self.list)
-        r.add_get("/v1/batches/{id}", self.retrieve)
-        r.add_post("/v1/batches/{id}/cancel", self.cancel)
+        r.add_post("/v1/files", _answering(self.upload))
+        r.add_get("/v1/files/{id}", _answering(self.file_info))
+        r.add_get("/v1/files/{id}/content", _answering(self.file_content))
+        r.add_delete("/v1/files/{id}", _answering(self.delete_file))
+        r.add_post("/v1/batches", _answering(self.create))
+        r.add_get("/v1/batches", _answering(self.list))
+        r.add_get("/v1/batches/{id}", _answering(self.retrieve))
+        r.add_post("/v1/batches/{id}/cancel", _answering(self.cancel))
         r.add_get("/stats/batch-submissions", self.submissions_handler)
 
     # -- files -----------------------------------------------------------------------------
@@ -398,7 +399,26 @@ def _json(value: Any) -> web.Response:
     return web.Response(body=_encoder.encode(value), content_type=bodies.JSON)
 
 
-def _error(status: int, message: str, code: str = "invalid_request") -> web.HTTPException:
-    body = bodies.error_body(message, "invalid_request_error", code)
-    kinds: dict[int, type[web.HTTPException]] = {400: web.HTTPBadRequest, 404: web.HTTPNotFound}
-    return kinds[status](body=body, content_type=bodies.JSON)
+class _Refused(Exception):
+    """An error answer (4xx with an OpenAI error body), raised anywhere in a handler."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(status)
+        self.response = web.Response(status=status, body=body, content_type=bodies.JSON)
+
+
+def _error(status: int, message: str, code: str = "invalid_request") -> _Refused:
+    return _Refused(status, bodies.error_body(message, "invalid_request_error", code))
+
+
+_Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _answering(handler: _Handler) -> _Handler:
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except _Refused as refused:
+            return refused.response
+
+    return handle

@@ -14,7 +14,17 @@ from typing import Any
 import pytest
 
 from engine.crashpoints import ENV
-from tests.helpers import Sim, read_jsonl, request, run_engine, simulator, write_lines
+from tests.helpers import (
+    Sim,
+    engine_process,
+    logged,
+    read_jsonl,
+    request,
+    run_engine,
+    simulator,
+    wait_until,
+    write_lines,
+)
 
 BATCH = ("--api", "batch", "--batch-poll-s", "0.01", "--batch-poll-max-s", "0.05", "--no-cache")
 SMALL = ("--personas", "20", "--prompts-per-persona", "10")
@@ -219,3 +229,52 @@ def test_batch_cancel_keeps_what_was_delivered(tmp_path: Path) -> None:
     assert stats["batch_lines_served"] == 30  # the 20 delivered were not asked again
     assert stats["batch_lines_received"] == 40
     assert len(read_jsonl(run_dir / "results.jsonl")) == 30
+
+
+def test_limits_of_the_batch_pool_are_waited_for(tmp_path: Path) -> None:
+    requests = _requests(tmp_path / "in.jsonl", 60)  # about 26 estimated tokens each
+    run_dir = tmp_path / "run"
+    with simulator("--batch-polls", "2") as sim:
+        out = _generate(
+            run_dir, sim, "--requests", str(requests), *BATCH,
+            "--batch-max-enqueued-tokens", "300", "--batch-max-open", "2",
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        stats = sim.stats()
+    with sqlite3.connect(run_dir / "queue.sqlite") as db:
+        held = [r[0] for r in db.execute("SELECT row ->> '$.est_tokens' FROM batches")]
+    assert len(held) >= 6  # 60 requests under a 300-token cap
+    assert max(held) <= 300
+    assert stats["batch_max_open"] <= 2
+    assert stats["batch_lines_served"] == 60
+    assert stats["batch_max_submissions"] == 1
+
+
+def test_ctrl_c_leaves_batches_open_and_twice_cancels_them(tmp_path: Path) -> None:
+    requests = _requests(tmp_path / "in.jsonl", 20)
+    run_dir = tmp_path / "run"
+    args = ("generate", "--run-dir", str(run_dir), "--requests", str(requests), *BATCH)
+    with simulator("--batch-polls", "1000000") as sim:  # its batches never finish by themselves
+        log = tmp_path / "once.log"
+        with engine_process(log, *args, "--base-url", sim.base_url, "--grace-s", "0.2") as proc:
+            wait_until(lambda: logged(log, "batch.submitted"), "a batch submitted")
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 130
+        assert "1 batches still open" in out
+        assert len(_status(run_dir)["batch"]["open"]) == 1
+        log = tmp_path / "twice.log"
+        with engine_process(log, *args, "--base-url", sim.base_url) as proc:
+            wait_until(lambda: logged(log, "batch.resumed"), "the open batch resumed")
+            proc.send_signal(signal.SIGINT)
+            wait_until(lambda: "stopping" in log.read_text(), "the first signal taken")
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 130
+        assert "cancelled 1 open batches" in out
+        stats = sim.stats()
+    status = _status(run_dir)
+    assert status["batch"]["open"] == []
+    assert status["by_status"]["queued"] == 20  # nothing delivered, nothing lost
+    assert stats["batches_created"] == 1
+    assert stats["batch_max_submissions"] == 1

@@ -121,6 +121,7 @@ class BatchApi:
         self.submissions: dict[str, int] = {}  # custom_id -> times submitted in a batch
         self.batches_created = 0
         self.lines_served = 0  # 200 lines in output files
+        self.max_open = 0  # the most batches open (not yet ended) at once
 
     def reset(self) -> None:
         self._zero()
@@ -133,6 +134,7 @@ class BatchApi:
             "batch_lines_served": self.lines_served,
             "batch_lines_resubmitted": sum(n - 1 for n in counts),
             "batch_max_submissions": max(counts, default=0),
+            "batch_max_open": self.max_open,
         }
 
     def add_routes(self, app: web.Application) -> None:
@@ -247,6 +249,8 @@ class BatchApi:
             return
         for line in batch.lines:
             self.submissions[line.custom_id] = self.submissions.get(line.custom_id, 0) + 1
+        still_open = sum(b.status not in _TERMINAL for b in self._batches.values())
+        self.max_open = max(self.max_open, still_open)
 
     async def retrieve(self, request: web.Request) -> web.Response:
         self._require_api()

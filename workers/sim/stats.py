@@ -24,6 +24,7 @@ class SimStats(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     batch_lines_served: int = 0
     batch_lines_resubmitted: int = 0  # sum over custom_ids of (times submitted - 1)
     batch_max_submissions: int = 0  # the most times any one custom_id was submitted
+    batch_max_open: int = 0  # the most batches open at once
 
 
 class SimCounters:

@@ -124,6 +124,9 @@ def test_persona_run_sigkilled_with_batches_open_resumes_without_resubmitting(
         [open_batch] = _status(run_dir)["batch"]["open"]
         assert open_batch["batch_id"]
         assert open_batch["requests"] == 200  # the critiques
+        text = run_engine("status", "--run-dir", str(run_dir)).stdout
+        assert f"{open_batch['key']} {open_batch['batch_id']} validating: 200 requests" in text
+        assert "1 open" in text
         resumed = _generate(run_dir, sim, *SMALL, *BATCH)
         assert resumed.returncode == 0, resumed.stderr
         stats = sim.stats()

@@ -58,6 +58,10 @@ _CREATE_TRIES = 3
 _usage_decoder = msgspec.json.Decoder(dict[str, list[int]])
 
 
+class BatchCreateRefused(BatchApiError):
+    """The provider refused to create a batch, again and again: the run stops."""
+
+
 class BatchRunStats(msgspec.Struct):
     waves: int = 0
     batches: int = 0  # submitted by this process
@@ -189,37 +193,49 @@ class BatchRunner:
     # -- recovery --------------------------------------------------------------------------
 
     async def _recover(self, row: BatchRow) -> None:
-        if row.state is BatchState.PREPARED:  # nothing was created from it: free its jobs
-            members = await self._queue.batch_members(row.key)
-            row.state, row.closed_at = BatchState.CLOSED, self._clock()
-            row.provider_status = "never_submitted"
-            await self._queue.batch_settle(row, [Released(j.seq) for j, _ in members], {})
-            log.info("batch.recovered_unsent", batch=row.key, jobs=len(members))
-            return
         tracked = _Open(row, self._clock(), self._config.poll_s)
+        if row.state is BatchState.PREPARED:  # nothing was created from it: free its jobs
+            await self._give_back(tracked, "never_submitted")
+            return
         self._open[row.key] = tracked
         if row.state is BatchState.UPLOADED:
             await self._resolve_uploaded(tracked)
         log.info("batch.resumed", batch=row.key, batch_id=row.batch_id, state=row.state.value)
 
-    async def _resolve_uploaded(self, tracked: _Open) -> None:
+    async def _resolve_uploaded(self, tracked: _Open, create: bool = True) -> None:
         """An uploaded batch whose create may have reached the provider: use the batch made
-        from its input file if there is one, else create it (once per input file)."""
+        from its input file if there is one, else create it (`create` False: give its jobs
+        back instead). After `_CREATE_TRIES` failed creates its jobs go back to the queue and
+        the run stops (BatchCreateRefused): a provider that keeps refusing is not retried
+        forever."""
         row = tracked.row
         assert row.input_file_id is not None
         found = await self._api.find_by_input_file(row.input_file_id)
+        if found is None and not create:
+            await self._give_back(tracked, "never_created")
+            return
         if found is None:
             tracked.create_tries += 1
             try:
                 found = await self._api.create(row.input_file_id, self._metadata(row))
             except BatchApiError as exc:
-                if tracked.create_tries >= _CREATE_TRIES:
-                    raise
                 log.warning("batch.create_failed", batch=row.key, error=str(exc))
+                if tracked.create_tries >= _CREATE_TRIES:
+                    await self._give_back(tracked, "create_failed")
+                    raise BatchCreateRefused(str(exc)) from None
                 tracked.next_poll = self._clock() + tracked.wait_s
                 return
             self._crash.reach("batch_created")
         await self._submitted(tracked, found)
+
+    async def _give_back(self, tracked: _Open, why: str) -> None:
+        """Close a batch that was never created: its jobs go back to the queue."""
+        row = tracked.row
+        members = await self._queue.batch_members(row.key)
+        row.state, row.closed_at, row.provider_status = BatchState.CLOSED, self._clock(), why
+        await self._queue.batch_settle(row, [Released(j.seq) for j, _ in members], {})
+        self._open.pop(row.key, None)
+        log.info("batch.given_back", batch=row.key, jobs=len(members), why=why)
 
     async def _submitted(self, tracked: _Open, batch: Batch) -> None:
         row = tracked.row
@@ -333,8 +349,7 @@ class BatchRunner:
         try:
             row.input_file_id = await self._api.upload(f"{key}.jsonl", data)
         except BatchApiError:
-            await self._recover(row)  # still PREPARED: its jobs go back to the queue
-            del self._open[key]
+            await self._give_back(tracked, "upload_failed")
             raise
         row.state = BatchState.UPLOADED
         await self._queue.batch_update(row)
@@ -361,6 +376,8 @@ class BatchRunner:
             try:
                 if await self._poll(tracked):
                     continue
+            except BatchCreateRefused:
+                raise
             except BatchApiError as exc:  # the provider is unreachable: poll again later
                 log.warning("batch.poll_failed", batch=tracked.row.key, error=str(exc))
             tracked.next_poll = self._clock() + tracked.wait_s
@@ -450,13 +467,16 @@ class BatchRunner:
 
     async def _cancel_open(self) -> None:
         for tracked in list(self._open.values()):
-            if tracked.row.state is BatchState.UPLOADED:
-                await self._resolve_uploaded(tracked)
-            if tracked.row.batch_id is not None:
-                await self._api.cancel(tracked.row.batch_id)
-                self.cancelled += 1
-                tracked.next_poll = self._clock()
-                tracked.wait_s = self._config.poll_s
+            try:
+                if tracked.row.state is BatchState.UPLOADED:
+                    await self._resolve_uploaded(tracked, create=False)
+                if tracked.row.batch_id is not None:
+                    await self._api.cancel(tracked.row.batch_id)
+                    self.cancelled += 1
+            except BatchApiError as exc:  # e.g. it ended meanwhile: collected as it is
+                log.warning("batch.cancel_failed", batch=tracked.row.key, error=str(exc))
+            tracked.next_poll = self._clock()
+            tracked.wait_s = self._config.poll_s
 
 
 @contextlib.contextmanager

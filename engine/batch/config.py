@@ -14,8 +14,8 @@ class BatchConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # open batches: the engine waits for room rather than failing
     max_enqueued_tokens: int | None = None
     max_open: int = 8
-    # first poll this long after a batch is submitted, then each wait x poll_backoff, at most
-    # poll_max_s (reset when a batch of the run finishes)
+    # each batch: first poll this long after it is submitted, then each wait x poll_backoff,
+    # at most poll_max_s
     poll_s: float = 1.0
     poll_max_s: float = 60.0
     poll_backoff: float = 1.5

@@ -182,8 +182,34 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="JSON verdicts (response_format): share with needs_revision false "
         "(default: %(default)s)",
     )
+    _add_simulate_batch(p, d)
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=_run_simulate)
+
+
+def _add_simulate_batch(p: argparse.ArgumentParser, d: Any) -> None:
+    """The simulated Batch API's speed (in polls, not seconds) and faults."""
+    g = p.add_argument_group("Batch API (/v1/files, /v1/batches)")
+    for flag, kind, text in (
+        ("--batch-polls", int, "retrieves a batch stays in_progress"),
+        ("--batch-finalizing-polls", int, "then retrieves it stays finalizing (slow finalizing)"),
+        ("--batch-line-error-rate", float, "share of lines answered 500 in the error file"),
+        ("--batch-line-permanent-rate", float, "share of lines answered 400 in the error file"),
+        ("--batch-expire-share", float, "share of its lines an expiring batch ran"),
+    ):
+        default = getattr(d, flag.removeprefix("--").replace("-", "_"))
+        g.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
+    for flag, text in (
+        ("--batch-fail-validation", "the N-th batch created fails validation (repeat)"),
+        ("--batch-expire", "the N-th batch created expires with part of its output (repeat)"),
+    ):
+        g.add_argument(flag, type=positive_int, action="append", default=[], metavar="N", help=text)
+    g.add_argument(
+        "--no-batch-api",
+        dest="batch_api",
+        action="store_false",
+        help="answer 404 on /v1/batches, as a provider without the Batch API",
+    )
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
@@ -192,7 +218,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from workers.sim.config import SimConfig, config_problems
 
     values = {name: getattr(args, name) for name in SimConfig.__struct_fields__}
-    config = SimConfig(**{**values, "models": tuple(args.models)})
+    tuples = {
+        name: tuple(getattr(args, name)) for name in ("batch_fail_validation", "batch_expire")
+    }
+    config = SimConfig(**{**values, "models": tuple(args.models), **tuples})
     problems = config_problems(config)
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)

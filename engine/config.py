@@ -41,6 +41,7 @@ from typing import Any, Literal
 import msgspec
 
 from engine.argtypes import non_negative_int, positive_float, positive_int
+from engine.batch.config import BatchConfig
 from engine.errors import SettingsError
 from engine.run import RunConfig
 from ratelimits.breaker import BreakerConfig
@@ -93,6 +94,9 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     breaker: BreakerConfig = BreakerConfig()
     limits: LimitFlags = LimitFlags()
     rate_limit: RateLimitPolicy = RateLimitPolicy()
+    # issue 13: online calls, or the Batch API's files and batches (engine.batch)
+    api: Literal["online", "batch"] = "online"
+    batch: BatchConfig = BatchConfig()
 
 
 DEFAULTS = EngineConfig()
@@ -292,6 +296,52 @@ FLAGS: tuple[Flag, ...] = (
         ("sim_latency_ms",),
         "latency of the built-in simulator when it is used",
         float,
+    ),
+    Flag(
+        "--api",
+        ("api",),
+        "online: one call per job; batch: the Batch API (/v1/files + /v1/batches, 50 %% of "
+        "the price, results within 24 h), in waves as jobs become ready",
+        choices=("online", "batch"),
+    ),
+    Flag(
+        "--batch-max-requests",
+        ("batch", "max_requests"),
+        "requests per batch input file (--api batch)",
+        positive_int,
+    ),
+    Flag("--batch-max-bytes", ("batch", "max_bytes"), "bytes per batch input file", positive_int),
+    Flag(
+        "--batch-max-enqueued-tokens",
+        ("batch", "max_enqueued_tokens"),
+        "estimated tokens held by open batches at once, as the provider's enqueued-token "
+        "limit (default: no cap)",
+        positive_int,
+    ),
+    Flag("--batch-max-open", ("batch", "max_open"), "open batches at once", positive_int),
+    Flag(
+        "--batch-poll-s",
+        ("batch", "poll_s"),
+        "first poll of a batch this long after it is submitted",
+        positive_float,
+    ),
+    Flag(
+        "--batch-poll-max-s",
+        ("batch", "poll_max_s"),
+        "longest wait between polls (the wait grows by --batch-poll-backoff)",
+        positive_float,
+    ),
+    Flag(
+        "--batch-poll-backoff",
+        ("batch", "poll_backoff"),
+        "factor of the wait between polls",
+        positive_float,
+    ),
+    Flag(
+        "--batch-cancel",
+        ("batch", "cancel"),
+        "cancel this run's open batches, keep what they delivered, and stop",
+        action="store_true",
     ),
     *(
         Flag(f"--breaker-{field.replace('_', '-')}", ("breaker", field), text, _number_of(field))

@@ -19,6 +19,7 @@ import msgspec
 import structlog
 
 from engine.abandoned import abandoned_line
+from engine.batch.config import BatchConfig
 from engine.command_line import COMMAND_KEY, rerun_command
 from engine.config import EngineConfig
 from engine.crashpoints import CrashPoints
@@ -76,6 +77,9 @@ class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rates_path: Path | None = None
     # issue 16: requeue failed jobs first (None: no; (): all; else by status or error code)
     retry_failed: tuple[str, ...] | None = None
+    # issue 13: "batch" runs the jobs through the Batch API (engine.batch)
+    api: str = "online"
+    batch: BatchConfig = BatchConfig()
 
     @classmethod
     def from_config(cls, config: EngineConfig, run_dir: Path) -> GenerateOptions:
@@ -98,6 +102,8 @@ class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             if config.learn_rate
             else None,
             retry_failed=config.retry_failed,
+            api=config.api,
+            batch=config.batch,
         )
 
 
@@ -207,7 +213,15 @@ async def _execute(
         if counts.total == 0:
             print("error: the queue is empty: give --requests FILE", file=sys.stderr)
             return EXIT_USAGE
-        if counts.count(Status.QUEUED) == 0:
+        open_batches = len(await queue.batches())  # their jobs stay RUNNING until collected
+        if open_batches and options.api != "batch":
+            print(
+                f"error: this run has {open_batches} open Batch API batches: resume it with "
+                "--api batch (add --batch-cancel to cancel them)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        if counts.count(Status.QUEUED) == 0 and not open_batches:
             failed = counts.count(Status.FAILED)
             again = "; --retry-failed runs the failed ones again" if failed else ""
             print(
@@ -222,6 +236,8 @@ async def _execute(
             print(warning, file=sys.stderr)
         systematic = SystematicFailures(options.run.stop_after_same_errors, _proven_keys(counts))
         async with _endpoint(options, base_url) as url:
+            if options.api == "batch":
+                return await _batch_mode(queue, options, pipeline, output, url, crash)
             dispatcher = _dispatcher(options, url, pipeline.check, base_url)
             coordinator = Coordinator(
                 queue, dispatcher, output, options.run, pipeline, crash=crash, systematic=systematic
@@ -240,6 +256,23 @@ async def _execute(
             return code
     finally:
         output.close()
+
+
+async def _batch_mode(
+    queue: WorkQueue,
+    options: GenerateOptions,
+    pipeline: Pipeline,
+    output: OutputFiles,
+    url: str,
+    crash: CrashPoints,
+) -> int:
+    # imported on demand: the batch mode needs the openai SDK, the online mode does not
+    from engine.batch.mode import execute  # noqa: PLC0415
+
+    return await execute(
+        queue, pipeline, output, url, options.api_key_env, options.run, options.batch,
+        options.run_dir, crash,
+    )  # fmt: skip
 
 
 @contextlib.asynccontextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import msgspec
 
 from engine import pipelines
 from engine.abandoned import abandoned_calls
+from engine.batch.status import BatchSummary, batch_summary, render_batches
 from engine.command_line import COMMAND_KEY
 from engine.errors import SettingsError, UserError, exit_status_of, storage_error_of
 from engine.learned_rates import META_KEY, learned_from_meta, render_learned
@@ -40,6 +42,9 @@ class StatusReport(msgspec.Struct):
     rate_limits: list[LearnedRate] = msgspec.field(default_factory=list)
     # failed jobs a rerun with --retry-failed would run again, and that command (issue 16)
     retry_failed: RetryFailed | None = None
+    # issue 13: a run through the Batch API (None: it never used it); `cost_usd` then counts
+    # the calls made through batches at the batch price
+    batch: BatchSummary | None = None
 
 
 class RetryFailed(msgspec.Struct):
@@ -67,7 +72,11 @@ def model_costs(counts: QueueCounts, prices: dict[str, Price]) -> dict[str, Mode
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             cost_usd=None if cost is None else round(cost, 6),
-            cost_if_batch_usd=None if cost is None else round(cost / 2, 6),
+            cost_if_batch_usd=None
+            if cost is None
+            else round(cost * price.batch_share, 6)
+            if price
+            else None,
         )
     return costs
 
@@ -132,6 +141,8 @@ def render_status(report: StatusReport) -> str:
             f"  {report.retry_failed.jobs} failed jobs; to run them again: "
             f"{report.retry_failed.command}  (=CODE,... picks some by HTTP status or error code)"
         )
+    if report.batch is not None:
+        lines += render_batches(report.batch)
     return "\n".join(lines)
 
 
@@ -181,6 +192,11 @@ async def _status(run_dir: Path, as_json: bool, prices_path: Path | None) -> int
         report.abandoned_calls = await abandoned_calls(queue)
         command = await queue.get_meta(COMMAND_KEY)
         report.retry_failed = retry_failed_hint(run_dir, counts.count(Status.FAILED), command)
+        report.batch = await batch_summary(queue, prices, time.time())
+        if report.batch is not None and report.cost_usd is not None:
+            online, batch = report.batch.online_equivalent_usd, report.batch.cost_usd
+            if online is not None and batch is not None:
+                report.cost_usd = round(report.cost_usd - online + batch, 6)
     finally:
         await queue.close()
     print(msgspec.json.encode(report).decode() if as_json else render_status(report))

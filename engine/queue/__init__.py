@@ -13,6 +13,9 @@ What a backend keeps:
     meta      small key → text values (signatures, output sizes), committed with outcomes
     cache     with a `CacheSpec`: finished responses by (endpoint scope, request fingerprint),
               shared by every run that names the same cache
+    batches   Batch API bookkeeping (engine.batch, schemas.batches): each batch's row and its
+              member jobs; a member stays RUNNING and is never swept or reset (its batch may
+              still deliver) until `batch_settle` commits its outcomes and frees it
 
 Times are wall-clock seconds (time.time()): they are persisted and must mean the same thing
 after a restart.
@@ -27,6 +30,7 @@ from typing import Protocol
 import msgspec
 
 from engine.errors import SettingsError
+from schemas.batches import BatchMember, BatchRow
 from schemas.job import (
     CachedResult,
     ClaimedJob,
@@ -157,11 +161,13 @@ class WorkQueue(Protocol):
         ...
 
     async def sweep(self, now: float) -> int:
-        """Return RUNNING jobs whose lease expired to QUEUED; return how many."""
+        """Return RUNNING jobs whose lease expired to QUEUED (members of an open batch
+        excepted); return how many."""
         ...
 
     async def reset_running(self) -> int:
-        """Return every RUNNING job to QUEUED (the caller owns the queue exclusively)."""
+        """Return every RUNNING job to QUEUED (the caller owns the queue exclusively), except
+        members of an open batch."""
         ...
 
     async def requeue_failed(self, codes: Collection[str] = ()) -> int:
@@ -186,5 +192,32 @@ class WorkQueue(Protocol):
     async def get_meta(self, key: str) -> str | None: ...
 
     async def set_meta(self, values: Mapping[str, str]) -> None: ...
+
+    # -- Batch API bookkeeping (engine.batch) ----------------------------------------------
+
+    async def batch_open(self, batch: BatchRow, members: Sequence[BatchMember]) -> None:
+        """Record a new batch and its members (RUNNING jobs the caller claimed) in one
+        transaction, before anything is sent."""
+        ...
+
+    async def batch_update(self, batch: BatchRow) -> None:
+        """Store a batch's row as given (a new state, file or batch id, provider status)."""
+        ...
+
+    async def batches(self, include_closed: bool = False) -> list[BatchRow]:
+        """The batches not yet closed (or all of them), in the order they were opened."""
+        ...
+
+    async def batch_members(self, key: str) -> list[tuple[ClaimedJob, str]]:
+        """The jobs of an open batch in line order, each with its line's custom_id (the
+        ClaimedJob's payload is empty: the request went out in the batch's input file)."""
+        ...
+
+    async def batch_settle(
+        self, batch: BatchRow, outcomes: Sequence[Outcome], meta: Mapping[str, str]
+    ) -> None:
+        """In one transaction: `commit(outcomes, meta)`, store `batch` (CLOSED) and free its
+        members. A crash before it leaves the batch open, to be collected again."""
+        ...
 
     async def close(self) -> None: ...

@@ -55,6 +55,18 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     seed: int = 0
     # JSON verdicts (workers.sim.structured): share with `needs_revision` false
     pass_rate: float = 0.5
+    # the Batch API (workers.sim.batches): retrieves a batch stays in_progress, then
+    # finalizing; shares of lines answered 500 / 400 in the error file; which batches (1-based,
+    # in creation order) fail validation or expire, and the share of lines an expired one ran;
+    # batch_api false: /v1/batches answers 404 (a provider without the Batch API)
+    batch_polls: int = 1
+    batch_finalizing_polls: int = 0
+    batch_line_error_rate: float = 0.0
+    batch_line_permanent_rate: float = 0.0
+    batch_fail_validation: tuple[int, ...] = ()
+    batch_expire: tuple[int, ...] = ()
+    batch_expire_share: float = 0.5
+    batch_api: bool = True
 
 
 class InvalidSimConfig(ValueError):
@@ -98,6 +110,7 @@ def config_problems(config: SimConfig) -> list[str]:
             problems.append(f"{name} must be within [0, 1], got {rate}")
     if not 0.0 <= config.pass_rate <= 1.0:
         problems.append(f"pass_rate must be within [0, 1], got {config.pass_rate}")
+    problems += _batch_problems(config)
     if sum(rates.values()) > 1.0 + 1e-9:
         problems.append(f"the fault rates {', '.join(_FAULT_RATES)} must sum to at most 1")
     return problems
@@ -110,4 +123,18 @@ def _outage_problems(config: SimConfig) -> list[str]:
     problems = [] if after >= 1 else [f"outage_after_requests must be >= 1 or None, got {after}"]
     if config.outage_after_s is not None:
         problems.append("give outage_after_s or outage_after_requests, not both")
+    return problems
+
+
+def _batch_problems(config: SimConfig) -> list[str]:
+    problems: list[str] = []
+    for name in ("batch_polls", "batch_finalizing_polls"):
+        if getattr(config, name) < 0:
+            problems.append(f"{name} must be >= 0, got {getattr(config, name)}")
+    batch_rates = ("batch_line_error_rate", "batch_line_permanent_rate", "batch_expire_share")
+    for name in batch_rates:
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            problems.append(f"{name} must be within [0, 1], got {getattr(config, name)}")
+    if config.batch_line_error_rate + config.batch_line_permanent_rate > 1.0 + 1e-9:
+        problems.append("batch_line_error_rate + batch_line_permanent_rate must be at most 1")
     return problems

@@ -28,10 +28,11 @@ from schemas.openai import (
     json_encoder,
 )
 from workers.sim import bodies, streaming, structured
+from workers.sim.batches import BatchApi
 from workers.sim.config import SimConfig
 from workers.sim.faults import Fault, FaultPlan, draw_latency_s, in_outage
 from workers.sim.limits import SimRateLimiter, retry_after_headers
-from workers.sim.stats import SimCounters
+from workers.sim.stats import SimCounters, SimStats
 from workers.sim.text import (
     PLAIN,
     ReplyMaker,
@@ -128,6 +129,7 @@ class Simulator:
         self._started_s = 0.0
         self._limiter = SimRateLimiter(None, None, 0.0)
         self._authorization = None if config.api_key is None else f"Bearer {config.api_key}"
+        self.batches = BatchApi(self)
 
     async def on_startup(self, _app: web.Application) -> None:
         """Start the clocks: the outage window and the rate-limit buckets count from here."""
@@ -315,14 +317,31 @@ class Simulator:
         )
         return bodies.completion_body(response), fp, completion
 
+    def complete_line(self, body: bytes) -> tuple[int, bytes]:
+        """(status, body) of one Batch API line (workers.sim.batches): the same validation
+        and reply as `chat_completions`, without latency, limits or online faults."""
+        try:
+            chat = decode_request(body, self._models)
+            schema = _json_schema(body)
+        except Rejection as rejection:
+            return rejection.status, rejection.body
+        cap = chat.max_completion_tokens or chat.max_tokens
+        payload, _fp, _completion = self._render(
+            body, chat, prompt_tokens(chat.messages), cap, self._next_id(), schema
+        )
+        return 200, payload
+
+    def snapshot(self) -> SimStats:
+        """The counters of `GET /stats`: the online ones and the Batch API's."""
+        return msgspec.structs.replace(self.counters.snapshot(), **self.batches.counters())
+
     async def models(self, _request: web.Request) -> web.Response:
         return web.Response(body=self.models_body, content_type=bodies.JSON)
 
     async def stats(self, _request: web.Request) -> web.Response:
-        return web.Response(
-            body=json_encoder.encode(self.counters.snapshot()), content_type=bodies.JSON
-        )
+        return web.Response(body=json_encoder.encode(self.snapshot()), content_type=bodies.JSON)
 
     async def reset_stats(self, _request: web.Request) -> web.Response:
         self.counters.reset()
+        self.batches.reset()
         return await self.stats(_request)

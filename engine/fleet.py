@@ -30,7 +30,7 @@ import structlog
 from engine import pipelines
 from engine.endpoint import cache_scope, chosen_base_url
 from engine.errors import SettingsError, UserError, exit_status_of
-from engine.exits import EXIT_INTERRUPTED, EXIT_USAGE
+from engine.exits import EXIT_INTERRUPTED, EXIT_SYSTEMATIC, EXIT_USAGE
 from engine.generate import (
     GenerateOptions,
     _dispatcher,
@@ -48,6 +48,7 @@ from engine.queue import CacheSpec
 from engine.queue.backends import open_shared_queue
 from engine.queue.postgres import PostgresQueue
 from engine.run import Coordinator
+from engine.systematic import halt_line
 from schemas.job import Status, TerminalRow
 from workers.dispatch import Dispatcher
 
@@ -80,6 +81,13 @@ async def run_worker(
         limits = options.limits.default
         if limits.rpm is not None or limits.tpm is not None:  # the shares are the budget
             options = msgspec.structs.replace(options, learn=None)
+    if options.api != "online":
+        print(
+            "error: --api batch runs in one process; it does not take --queue (run the fleet "
+            "online, or the Batch API on one host without --queue)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         queue = await open_shared_queue(url, cache)
     except UserError as exc:
@@ -112,6 +120,10 @@ async def _work(
     if counts.total == 0:
         print(f"error: the queue at {queue.url} is empty: give --requests FILE", file=sys.stderr)
         return EXIT_USAGE
+    if options.retry_failed is not None:  # fresh attempts for failed jobs (issue 16)
+        again = await queue.requeue_failed(options.retry_failed)
+        which = f" (failed with {', '.join(options.retry_failed)})" if options.retry_failed else ""
+        print(f"retrying {again} failed jobs{which} with fresh attempts")
     if enqueue_only:
         print(f"enqueued: {counts.total} jobs in the run at {queue.url}")
         return 0
@@ -125,10 +137,16 @@ async def _work(
                 queue, dispatcher, output, options.run, pipeline, shared_poll_s=POLL_S
             )
             try:
-                return await _run(queue, coordinator, options)
+                code = await _run(queue, coordinator, options)
             finally:
                 await remember_rates(queue, dispatcher.learners, base_url, options.rates_path)
                 await dispatcher.close()
+            halt = coordinator.systematic
+            if halt.halt is not None:  # every call of a stage and model rejected alike (#16)
+                line = halt_line(halt.halt, endpoint, options.api_key_env, halt.released)
+                print(line)
+                return EXIT_SYSTEMATIC
+            return code
     finally:
         await queue.worker_stopped(time.time())
 
@@ -163,6 +181,8 @@ async def _run(queue: PostgresQueue, coordinator: Coordinator, options: Generate
             stats = await coordinator.run()
     interrupted = coordinator.stopping
     counts = await queue.counts()
+    if coordinator.systematic.halt is not None:
+        return EXIT_INTERRUPTED  # `_work` says why, in one line, and exits 4
     summary = {**reporter.snapshot(), **_resource_usage(stats)}
     log.info("worker.finished" if not interrupted else "worker.interrupted", **summary)
     mine = stats.done + stats.failed

@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import msgspec
 
+from engine.errors import storage_error_of
 from engine.persona import templates
 from engine.persona.graph import completion_text
 from engine.persona.sampling import Pair
@@ -52,6 +53,26 @@ async def export_pairs(
         shared[_pair_decoder.decode(value).prompt_id] += 1
     names = (PAIRS, DPO, RELEASE)
     tmp = {name: run_dir / f".{name}.tmp" for name in names}
+    try:
+        count = await _write_files(queue, tmp, prices, personas, prompts, shared)
+    except OSError as exc:
+        for path in tmp.values():  # a full disk: no half-written copy left taking the space
+            path.unlink(missing_ok=True)
+        raise storage_error_of(exc, run_dir / PAIRS) or exc from None
+    for name in names:
+        os.replace(tmp[name], run_dir / name)
+    return count
+
+
+async def _write_files(
+    queue: WorkQueue,
+    tmp: Mapping[str, Path],
+    prices: Mapping[str, Price],
+    personas: Mapping[str, str],
+    prompts: Mapping[str, Prompt],
+    shared: collections.Counter[str],
+) -> int:
+    """The three files' temporary copies, written and synced; how many pairs they hold."""
     count = 0
     with (
         tmp[PAIRS].open("wb") as pairs,
@@ -77,8 +98,6 @@ async def export_pairs(
         for handle in (pairs, dpo, release):
             handle.flush()
             os.fsync(handle.fileno())
-    for name in names:
-        os.replace(tmp[name], run_dir / name)
     return count
 
 

@@ -29,6 +29,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
     Iterator,
     Mapping,
@@ -43,7 +44,8 @@ import msgspec
 import structlog
 
 from engine.errors import SettingsError
-from engine.queue import CacheSpec, EnqueueConflict, Record, SchemaVersionError
+from engine.queue import CacheSpec, EnqueueConflict, Record, SchemaVersionError, failure_codes
+from schemas.batches import BatchMember, BatchRow, batch_row_decoder, batch_row_encoder
 from schemas.fleet import WorkerRow
 from schemas.job import (
     CachedResult,
@@ -125,6 +127,15 @@ _SCHEMA = (
         created_at        double precision NOT NULL,
         PRIMARY KEY (scope, fingerprint)
     )""",
+    "CREATE TABLE batches (key text PRIMARY KEY, state text NOT NULL, row bytea NOT NULL)",
+    """CREATE TABLE batch_jobs (
+        seq         bigint PRIMARY KEY,
+        batch_key   text NOT NULL,
+        line        integer NOT NULL,
+        custom_id   text NOT NULL,
+        fingerprint text NOT NULL
+    )""",
+    "CREATE INDEX batch_jobs_key ON batch_jobs (batch_key, line)",
     """CREATE TABLE workers (
         id           text PRIMARY KEY,
         host         text NOT NULL,
@@ -136,7 +147,9 @@ _SCHEMA = (
         jobs_done    bigint NOT NULL DEFAULT 0
     )""",
 )
-_OUR_TABLES = ("schema_info", "jobs", "meta", "records", "responses", "workers")
+_OUR_TABLES = (
+    "schema_info", "jobs", "meta", "records", "responses", "batches", "batch_jobs", "workers",
+)  # fmt: skip
 
 # -- enqueue -----------------------------------------------------------------------------------
 
@@ -258,13 +271,46 @@ _SQL_RENEW = """
 UPDATE jobs SET lease_until = $3
 WHERE seq = ANY($2::bigint[]) AND status = 'running' AND owner = $1
 """
-_SQL_SWEEP = """
+# jobs in an open Batch API batch stay RUNNING until the batch is collected (engine.batch)
+_NOT_IN_BATCH = "AND seq NOT IN (SELECT seq FROM batch_jobs)"
+_SQL_SWEEP = f"""
 UPDATE jobs SET status = 'queued', lease_until = NULL, owner = NULL
-WHERE status = 'running' AND lease_until < $1
+WHERE status = 'running' AND lease_until < $1 {_NOT_IN_BATCH}
 """
-_SQL_RESET_RUNNING = (
-    "UPDATE jobs SET status = 'queued', lease_until = NULL, owner = NULL WHERE status = 'running'"
-)
+_SQL_RESET_RUNNING = f"""
+UPDATE jobs SET status = 'queued', lease_until = NULL, owner = NULL
+WHERE status = 'running' {_NOT_IN_BATCH}
+"""
+_SQL_REQUEUE_FAILED = """
+UPDATE jobs SET status = 'queued', attempts = 0, next_run_at = 0, lease_until = NULL,
+    owner = NULL, finished_at = NULL, finished_by = NULL
+WHERE status = 'failed'
+"""
+_SQL_FAILED_ERRORS = "SELECT seq, error FROM jobs WHERE status = 'failed'"
+
+# -- Batch API bookkeeping (engine.batch) ------------------------------------------------------
+
+_SQL_BATCH_INSERT = "INSERT INTO batches (key, state, row) VALUES ($1, $2, $3)"
+_SQL_BATCH_MEMBERS_INSERT = """
+INSERT INTO batch_jobs (seq, batch_key, line, custom_id, fingerprint)
+SELECT seq, $1, line, custom_id, fingerprint
+FROM unnest($2::bigint[], $3::integer[], $4::text[], $5::text[])
+     AS u(seq, line, custom_id, fingerprint)
+"""
+_SQL_BATCH_UPDATE = "UPDATE batches SET state = $2, row = $3 WHERE key = $1"
+_SQL_BATCHES_OPEN = "SELECT row FROM batches WHERE state <> 'closed' ORDER BY key"
+_SQL_BATCHES_ALL = "SELECT row FROM batches ORDER BY key"
+_SQL_BATCH_MEMBERS = """
+SELECT j.seq, j.id, j.stage, j.attempts, b.fingerprint, j.first_started_at, j.model,
+       j.est_tokens, b.custom_id
+FROM batch_jobs AS b JOIN jobs AS j ON j.seq = b.seq WHERE b.batch_key = $1 ORDER BY b.line
+"""
+# a batch may be collected by another process than the one that opened it (after a crash):
+# the collector takes its members over, so that their outcomes are its to record
+_SQL_BATCH_ADOPT = """
+UPDATE jobs SET owner = $2 WHERE seq IN (SELECT seq FROM batch_jobs WHERE batch_key = $1)
+"""
+_SQL_BATCH_FREE = "DELETE FROM batch_jobs WHERE batch_key = $1"
 
 # -- reads -------------------------------------------------------------------------------------
 
@@ -464,23 +510,75 @@ class PostgresQueue:
         return await self._again("commit", lambda: self._commit(outcomes, meta))
 
     async def _commit(self, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:
-        done, retry, failed, released = _group(outcomes)
         async with self._pool.acquire() as db, db.transaction():
-            finished = 0
-            if done:
-                await self._cache_put(db, done)
-                finished += await db.fetchval(_SQL_DONE, self.owner, *_done_columns(done))
-            if retry:
-                await db.execute(_SQL_RETRY, self.owner, *_retry_columns(retry))
-            if failed:
-                status = await db.execute(_SQL_FAILED, self.owner, *_failed_columns(failed))
-                finished += int(status.rsplit(" ", 1)[1])
-            if released:
-                await db.execute(_SQL_RELEASED, self.owner, released)
-            if meta:
-                await _set_meta(db, meta)
-            if finished and self._registered:
-                await db.execute(_SQL_COUNT_FINISHED, self.owner, finished)
+            await self._apply(db, outcomes, meta)
+
+    async def _apply(self, db: _Db, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:
+        """Record outcomes (of jobs this process owns) and meta values, inside a transaction."""
+        done, retry, failed, released = _group(outcomes)
+        finished = 0
+        if done:
+            await self._cache_put(db, done)
+            finished += await db.fetchval(_SQL_DONE, self.owner, *_done_columns(done))
+        if retry:
+            await db.execute(_SQL_RETRY, self.owner, *_retry_columns(retry))
+        if failed:
+            status = await db.execute(_SQL_FAILED, self.owner, *_failed_columns(failed))
+            finished += _rowcount(status)
+        if released:
+            await db.execute(_SQL_RELEASED, self.owner, released)
+        if meta:
+            await _set_meta(db, meta)
+        if finished and self._registered:
+            await db.execute(_SQL_COUNT_FINISHED, self.owner, finished)
+
+    # -- Batch API bookkeeping ------------------------------------------------------------
+
+    async def batch_open(self, batch: BatchRow, members: Sequence[BatchMember]) -> None:
+        async with self._pool.acquire() as db, db.transaction():
+            await db.execute(
+                _SQL_BATCH_INSERT, batch.key, batch.state.value, batch_row_encoder.encode(batch)
+            )
+            await db.execute(
+                _SQL_BATCH_MEMBERS_INSERT,
+                batch.key,
+                [m.seq for m in members],
+                list(range(len(members))),
+                [m.custom_id for m in members],
+                [m.fingerprint for m in members],
+            )
+
+    async def batch_update(self, batch: BatchRow) -> None:
+        await self._execute(
+            _SQL_BATCH_UPDATE, batch.key, batch.state.value, batch_row_encoder.encode(batch)
+        )
+
+    async def batches(self, include_closed: bool = False) -> list[BatchRow]:
+        rows = await self._fetch(_SQL_BATCHES_ALL if include_closed else _SQL_BATCHES_OPEN)
+        return [batch_row_decoder.decode(r[0]) for r in rows]
+
+    async def batch_members(self, key: str) -> list[tuple[ClaimedJob, str]]:
+        rows = await self._fetch(_SQL_BATCH_MEMBERS, key)
+        return [
+            (ClaimedJob(r[0], r[1], r[2], r[3], r[4], b"", r[5], r[6], r[7]), r[8]) for r in rows
+        ]
+
+    async def batch_settle(
+        self, batch: BatchRow, outcomes: Sequence[Outcome], meta: Mapping[str, str]
+    ) -> None:
+        async def once() -> None:
+            async with self._pool.acquire() as db, db.transaction():
+                await db.execute(_SQL_BATCH_ADOPT, batch.key, self.owner)
+                await db.execute(_SQL_BATCH_FREE, batch.key)
+                await self._apply(db, outcomes, meta)
+                await db.execute(
+                    _SQL_BATCH_UPDATE,
+                    batch.key,
+                    batch.state.value,
+                    batch_row_encoder.encode(batch),
+                )
+
+        await self._again("batch_settle", once)
 
     async def _cache_put(self, db: _Db, done: list[Done]) -> None:
         if self._scope is None:
@@ -546,6 +644,16 @@ class PostgresQueue:
 
     async def reset_running(self) -> int:
         return _rowcount(await self._execute(_SQL_RESET_RUNNING))
+
+    async def requeue_failed(self, codes: Collection[str] = ()) -> int:
+        wanted = frozenset(codes)
+        async with self._pool.acquire() as db, db.transaction():
+            if not wanted:
+                return _rowcount(await db.execute(_SQL_REQUEUE_FAILED))
+            rows = await db.fetch(_SQL_FAILED_ERRORS)
+            picked = [r[0] for r in rows if failure_codes(r[1]) & wanted]
+            status = await db.execute(_SQL_REQUEUE_FAILED + " AND seq = ANY($1::bigint[])", picked)
+            return _rowcount(status)
 
     async def has_running(self) -> bool:
         return bool(await self._fetchval(_SQL_HAS_RUNNING))

@@ -6,18 +6,29 @@ thread, so each call is one hop off the event loop: callers batch.
 
 Schema versions: 1 kept the PERSONA pipeline's personas, prompts and pairs in tables of their
 own; 2 keeps every pipeline's data in `records` (a version-1 file is migrated on open, in one
-transaction). The response cache's `responses` table is keyed by (endpoint scope, fingerprint);
-the version-1 cache table `entries`, keyed by fingerprint alone, is left in place and never
-read (its answers cannot be told apart by endpoint).
+transaction); 3 adds the Batch API's `batches` and `batch_jobs` (a job is in at most one open
+batch: `batch_jobs.seq` is its primary key). The response cache's `responses` table is keyed
+by (endpoint scope, fingerprint); the version-1 cache table `entries`, keyed by fingerprint
+alone, is left in place and never read (its answers cannot be told apart by endpoint).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
 import sqlite3
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -25,7 +36,9 @@ from typing import Any, Self, TypeVar
 
 import msgspec
 
-from engine.queue import CacheSpec, EnqueueConflict, Record, SchemaVersionError
+from engine.errors import StorageError
+from engine.queue import CacheSpec, EnqueueConflict, Record, SchemaVersionError, failure_codes
+from schemas.batches import BatchMember, BatchRow, batch_row_decoder, batch_row_encoder
 from schemas.job import (
     CachedResult,
     ClaimedJob,
@@ -41,7 +54,7 @@ from schemas.job import (
     TerminalRow,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _T = TypeVar("_T")
 SHARDS = 64
 _STATUSES = ", ".join(f"'{s.value}'" for s in Status)
@@ -87,6 +100,14 @@ CREATE TABLE records (
     UNIQUE (kind, key)
 )
 """
+
+_BATCHES = (
+    "CREATE TABLE batches (key TEXT PRIMARY KEY, state TEXT NOT NULL, row BLOB NOT NULL)",
+    "CREATE TABLE batch_jobs (seq INTEGER PRIMARY KEY, batch_key TEXT NOT NULL, "
+    "line INTEGER NOT NULL, custom_id TEXT NOT NULL, fingerprint TEXT NOT NULL)",
+    "CREATE INDEX batch_jobs_key ON batch_jobs (batch_key, line)",
+)
+_NOT_IN_BATCH = "AND seq NOT IN (SELECT seq FROM batch_jobs)"
 
 # version 1 -> 2: the PERSONA tables become records (JSON values), in their insertion order
 _V1_TO_V2 = (
@@ -137,6 +158,12 @@ WHERE seq = ? AND status = 'running'
 """
 
 _RELEASED = "UPDATE jobs SET status = 'queued', lease_until = NULL WHERE seq = ?"
+
+_REQUEUE_FAILED = """
+UPDATE jobs SET status = 'queued', attempts = 0, next_run_at = 0, lease_until = NULL,
+    finished_at = NULL
+WHERE status = 'failed'
+"""
 
 _SET_META = (
     "INSERT INTO meta (key, value) VALUES (?, ?) "
@@ -193,6 +220,7 @@ class SQLiteQueue:
         self._thread = thread
         self._scope = scope  # the cache scope; None: no cache
         self.path = path
+        self._cache_path: Path | None = None
 
     @classmethod
     async def open(cls, path: Path, cache: CacheSpec | None = None) -> Self:
@@ -203,14 +231,23 @@ class SQLiteQueue:
         cache_path = cache.path if cache is not None else None
         try:
             db = await loop.run_in_executor(thread, _connect, path, cache_path)
+        except sqlite3.Error as exc:
+            thread.shutdown(wait=False)
+            raise _storage_error(exc, path, cache_path) or exc from None
         except BaseException:
             thread.shutdown(wait=False)
             raise
-        return cls(db, path, thread, cache.scope if cache is not None else None)
+        queue = cls(db, path, thread, cache.scope if cache is not None else None)
+        queue._cache_path = cache_path
+        return queue
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, fn, *args)
+        try:
+            return await loop.run_in_executor(self._thread, fn, *args)
+        except sqlite3.Error as exc:
+            # "database or disk is full", a read-only file: one line naming the path, exit 5
+            raise _storage_error(exc, self.path, self._cache_path) or exc from None
 
     async def close(self) -> None:
         await self._call(self._db.close)
@@ -221,10 +258,11 @@ class SQLiteQueue:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")  # may fail too (a full disk): then roll back as well
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     async def enqueue(
         self,
@@ -319,19 +357,65 @@ class SQLiteQueue:
         await self._call(self._commit, _group(outcomes, self._scope), dict(meta))
 
     def _commit(self, groups: _Groups, meta: dict[str, str]) -> None:
-        done, retry, failed, released, fresh, parents = groups
         with self._transaction() as db:
-            if fresh:
-                db.executemany(_CACHE_PUT, fresh)
-            for sql, rows in ((_DONE, done), (_RETRY, retry), (_FAILED, failed)):
-                if rows:
-                    db.executemany(sql, rows)
-            if released:
-                db.executemany(_RELEASED, released)
-            if meta:
-                db.executemany(_SET_META, list(meta.items()))
-            if parents:
-                db.executemany(_RELEASE_CHILDREN, parents)
+            _apply(db, groups, meta)
+
+    async def batch_open(self, batch: BatchRow, members: Sequence[BatchMember]) -> None:
+        rows = [(m.seq, batch.key, i, m.custom_id, m.fingerprint) for i, m in enumerate(members)]
+        await self._call(self._batch_open, batch, rows)
+
+    def _batch_open(self, batch: BatchRow, rows: _Rows) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO batches (key, state, row) VALUES (?, ?, ?)",
+                (batch.key, batch.state.value, batch_row_encoder.encode(batch)),
+            )
+            db.executemany(
+                "INSERT INTO batch_jobs (seq, batch_key, line, custom_id, fingerprint) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    async def batch_update(self, batch: BatchRow) -> None:
+        await self._call(
+            self._rowcount,
+            "UPDATE batches SET state = ?, row = ? WHERE key = ?",
+            (batch.state.value, batch_row_encoder.encode(batch), batch.key),
+        )
+
+    async def batches(self, include_closed: bool = False) -> list[BatchRow]:
+        where = "" if include_closed else "WHERE state <> 'closed'"
+        rows = await self._call(self._fetch, f"SELECT row FROM batches {where} ORDER BY key", ())
+        return [batch_row_decoder.decode(r[0]) for r in rows]
+
+    def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return self._db.execute(sql, params).fetchall()
+
+    async def batch_members(self, key: str) -> list[tuple[ClaimedJob, str]]:
+        rows = await self._call(
+            self._fetch,
+            "SELECT j.seq, j.id, j.stage, j.attempts, b.fingerprint, j.first_started_at, "
+            "j.model, j.est_tokens, b.custom_id FROM batch_jobs AS b JOIN jobs AS j "
+            "ON j.seq = b.seq WHERE b.batch_key = ? ORDER BY b.line",
+            (key,),
+        )
+        return [
+            (ClaimedJob(r[0], r[1], r[2], r[3], r[4], b"", r[5], r[6], r[7]), r[8]) for r in rows
+        ]
+
+    async def batch_settle(
+        self, batch: BatchRow, outcomes: Sequence[Outcome], meta: Mapping[str, str]
+    ) -> None:
+        await self._call(self._batch_settle, batch, _group(outcomes, self._scope), dict(meta))
+
+    def _batch_settle(self, batch: BatchRow, groups: _Groups, meta: dict[str, str]) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM batch_jobs WHERE batch_key = ?", (batch.key,))
+            _apply(db, groups, meta)
+            db.execute(
+                "UPDATE batches SET state = ?, row = ? WHERE key = ?",
+                (batch.state.value, batch_row_encoder.encode(batch), batch.key),
+            )
 
     async def cached_results(self, fingerprints: Sequence[str]) -> dict[str, CachedResult]:
         if self._scope is None or not fingerprints:
@@ -391,19 +475,31 @@ class SQLiteQueue:
         return await self._call(
             self._rowcount,
             "UPDATE jobs SET status = 'queued', lease_until = NULL "
-            "WHERE status = 'running' AND lease_until < ?",
+            f"WHERE status = 'running' AND lease_until < ? {_NOT_IN_BATCH}",
             (now,),
         )
 
     async def reset_running(self) -> int:
         return await self._call(
             self._rowcount,
-            "UPDATE jobs SET status = 'queued', lease_until = NULL WHERE status = 'running'",
+            f"UPDATE jobs SET status = 'queued', lease_until = NULL WHERE status = 'running' "
+            f"{_NOT_IN_BATCH}",
             (),
         )
 
     def _rowcount(self, sql: str, params: tuple[Any, ...]) -> int:
         return self._db.execute(sql, params).rowcount
+
+    async def requeue_failed(self, codes: Collection[str] = ()) -> int:
+        return await self._call(self._requeue_failed, frozenset(codes))
+
+    def _requeue_failed(self, codes: frozenset[str]) -> int:
+        with self._transaction() as db:
+            if not codes:
+                return db.execute(_REQUEUE_FAILED).rowcount
+            rows = db.execute("SELECT seq, error FROM jobs WHERE status = 'failed'").fetchall()
+            picked = [(seq,) for seq, error in rows if failure_codes(error) & codes]
+            return db.executemany(_REQUEUE_FAILED + " AND seq = ?", picked).rowcount
 
     async def has_running(self) -> bool:
         value = await self._scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'running')")
@@ -506,6 +602,46 @@ def _connect(path: Path, cache_path: Path | None) -> sqlite3.Connection:
     return db
 
 
+#: SQLite primary result codes that mean the filesystem refused a write
+_STORAGE_CODES = {
+    sqlite3.SQLITE_FULL: errno.ENOSPC,
+    sqlite3.SQLITE_READONLY: errno.EROFS,
+    sqlite3.SQLITE_CANTOPEN: errno.EACCES,
+    sqlite3.SQLITE_IOERR: errno.ENOSPC,  # a failed write of the WAL or the journal
+}
+
+
+def _storage_error(exc: sqlite3.Error, path: Path, cache: Path | None) -> StorageError | None:
+    """The StorageError a SQLite error means, naming the queue or the cache file (the one
+    whose filesystem has less room: one transaction writes both), or None."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None or (code & 0xFF) not in _STORAGE_CODES:
+        return None
+    errno_of = _STORAGE_CODES[code & 0xFF]
+    blamed = path
+    if cache is not None and _free_bytes(cache) < _free_bytes(path):
+        blamed = cache
+    free = _free_bytes(blamed)
+    if free < 0:
+        errno_of = errno.EROFS
+    elif (code & 0xFF) == sqlite3.SQLITE_IOERR and free > _NEARLY_FULL:
+        return None  # an I/O error on a disk with room: not ours to explain
+    return StorageError(blamed, errno_of)
+
+
+_NEARLY_FULL = 1 << 20  # an I/O error with less than this free is taken for a full disk
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        stat = os.statvfs(path.parent)
+    except OSError:
+        return 0
+    if stat.f_flag & os.ST_RDONLY:
+        return -1
+    return stat.f_bavail * stat.f_frsize
+
+
 def _terminal_row(r: Sequence[Any]) -> TerminalRow:
     return TerminalRow(
         seq=r[0],
@@ -537,8 +673,12 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         return
     if version == 0:
         statements = [s for s in _SCHEMA_V1.split(";") if s.strip()] + [_RECORDS]
-    else:
+    elif version == 1:
         statements = list(_V1_TO_V2)
+    else:
+        statements = []
+    if version < 3:  # version 3 added the Batch API tables
+        statements += _BATCHES
     # Not executescript (it commits on its own): one transaction, so a crash here leaves the
     # file as it was.
     db.execute("BEGIN IMMEDIATE")
@@ -554,6 +694,22 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
 
 _Rows = list[tuple[Any, ...]]
 _Groups = tuple[_Rows, _Rows, _Rows, _Rows, _Rows, _Rows]
+
+
+def _apply(db: sqlite3.Connection, groups: _Groups, meta: dict[str, str]) -> None:
+    """The statements of a commit of outcomes, inside the caller's transaction."""
+    done, retry, failed, released, fresh, parents = groups
+    if fresh:
+        db.executemany(_CACHE_PUT, fresh)
+    for sql, rows in ((_DONE, done), (_RETRY, retry), (_FAILED, failed)):
+        if rows:
+            db.executemany(sql, rows)
+    if released:
+        db.executemany(_RELEASED, released)
+    if meta:
+        db.executemany(_SET_META, list(meta.items()))
+    if parents:
+        db.executemany(_RELEASE_CHILDREN, parents)
 
 
 def _group(outcomes: Sequence[Outcome], scope: str | None) -> _Groups:

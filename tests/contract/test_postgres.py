@@ -11,6 +11,7 @@ from engine.errors import SettingsError
 from engine.queue import SchemaVersionError
 from engine.queue.backends import open_shared_queue
 from engine.queue.postgres import SCHEMA_VERSION, PostgresQueue, redact
+from schemas.batches import BatchMember, BatchRow, BatchState
 from schemas.job import Status
 from tests.contract.test_queue import done, make_job
 
@@ -142,3 +143,27 @@ async def test_heartbeats_count_live_workers(pg_url: str) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_batch_opened_by_one_process_is_settled_by_another(pg_url: str) -> None:
+    """After a crash, the Batch API runner of a new process collects the open batches: their
+    members are taken over, so that the outcomes count."""
+    opener = await PostgresQueue.open(pg_url)
+    collector = await PostgresQueue.open(pg_url)
+    try:
+        await opener.enqueue([make_job(i, text=f"t{i}") for i in range(2)])
+        claimed = await opener.claim(2, now=1.0, lease_s=30.0)
+        members = [BatchMember(j.seq, j.id, j.fingerprint) for j in claimed]
+        row = BatchRow(
+            key="b1", state=BatchState.SUBMITTED, requests=2, bytes=1, est_tokens=1,
+            created_at=1.0,
+        )  # fmt: skip
+        await opener.batch_open(row, members)
+        row.state = BatchState.CLOSED
+        outcomes = [done(j.seq, j.id) for j in claimed]
+        await collector.batch_settle(row, outcomes, {})
+        assert (await collector.counts()).count(Status.DONE) == 2
+        assert await collector.batches() == []
+    finally:
+        await opener.close()
+        await collector.close()

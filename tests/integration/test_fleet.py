@@ -346,3 +346,28 @@ def test_worker_takes_the_engine_flags_of_generate() -> None:
     refused = run_engine("generate", "--requests", "x.jsonl", "--enqueue-only")
     assert refused.returncode == 2
     assert "--enqueue-only needs --queue" in refused.stderr
+
+
+def test_batch_api_mode_takes_no_queue(tmp_path: Path, pg_url: str) -> None:
+    requests = write_lines(tmp_path / "r.jsonl", [request("a")])
+    result = run_engine(
+        "generate", "--requests", str(requests), "--queue", pg_url, "--api", "batch"
+    )
+    assert result.returncode == 2
+    assert "does not take --queue" in result.stderr
+
+
+def test_retry_failed_on_a_shared_run(tmp_path: Path, pg_url: str) -> None:
+    """Issue 16's --retry-failed with --queue: the failed jobs run again, on any worker."""
+    lines = [request("good", "q1"), request("bad", "q2", model="no-such-model")]
+    requests = write_lines(tmp_path / "r.jsonl", lines)
+    flags = ("--queue", pg_url, "--no-progress", "--stop-after-same-errors", "0")
+    with simulator("--model", "sim-small") as sim:
+        first = run_engine("generate", "--requests", str(requests), "--base-url", sim.base_url,
+                           *flags)  # fmt: skip
+        assert first.returncode == 3, first.stderr  # the unknown model's job failed (404)
+    with simulator() as sim:  # a server that has the model now
+        again = run_engine("worker", "--retry-failed", "--base-url", sim.base_url, *flags)
+    assert again.returncode == 0, again.stderr
+    assert "retrying 1 failed jobs" in again.stdout
+    assert "run complete: 2 done, 0 failed" in again.stdout

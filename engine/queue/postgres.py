@@ -4,8 +4,8 @@ worker processes on many hosts.
 Why asyncpg, not psycopg 3: the queue's hot statements pass whole batches as arrays
 (`unnest($1::bigint[], …)`), which asyncpg sends in the binary protocol. Measured with
 `python docs/pg_driver_choice.py` (claim 256 with SKIP LOCKED + one batched UPDATE of their
-results, 51,200 jobs, two rounds each, 2026-12-01, the 2-core machine shared with other work):
-asyncpg 7,314 and 6,061 jobs/s, psycopg 3.3 3,714 and 4,042: 1.5-2x (bench/README.md).
+results, 51,200 jobs, two rounds each, 2026-12-01): asyncpg 14,189 and 15,848 jobs/s,
+psycopg 3.3 9,348 and 9,390: 1.5-1.7x (bench/README.md, section (h)).
 
 Every operation is one statement or one transaction, written once below (`_SQL_…`). Claims
 take a batch with `FOR UPDATE SKIP LOCKED` (workers never wait on each other's rows) and stamp

@@ -139,7 +139,10 @@ async def _work(
             try:
                 code = await _run(queue, coordinator, options)
             finally:
-                await remember_rates(queue, dispatcher.learners, base_url, options.rates_path)
+                try:
+                    await remember_rates(queue, dispatcher.learners, base_url, options.rates_path)
+                except OSError as exc:  # the rates are a hint for the next run, not its data
+                    log.warning("rates.not_remembered", error=str(exc))
                 await dispatcher.close()
             halt = coordinator.systematic
             if halt.halt is not None:  # every call of a stage and model rejected alike (#16)

@@ -25,8 +25,8 @@ from engine.endpoint import cache_scope, chosen_base_url
 from engine.errors import UserError, exit_status_of
 from engine.exits import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from engine.learned_rates import load_rates, rates_path, remember_rates
-from engine.output import OutputFiles
-from engine.pipeline import Pipeline
+from engine.output import OutputFiles, export_results
+from engine.pipeline import RESULTS_FORMAT, Pipeline
 from engine.prices import Price, load_prices
 from engine.progress import ProgressReporter
 from engine.queue import CacheSpec, WorkQueue
@@ -64,6 +64,8 @@ class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rate_limit: RateLimitPolicy = RateLimitPolicy()
     learn: LearnConfig | None = LearnConfig()
     rates_path: Path | None = None
+    # what the run writes when it finishes (`--export-format`); None: the pipeline's defaults
+    export_formats: tuple[str, ...] | None = None
 
     @classmethod
     def from_config(cls, config: EngineConfig, run_dir: Path) -> GenerateOptions:
@@ -124,7 +126,10 @@ async def _generate(
         return exit_status_of(exc)
     code = await _execute(queue, options, pipeline, prices, base_url)
     if code != EXIT_INTERRUPTED:
-        said = await pipeline.export(queue, options.run_dir, prices)
+        formats = options.export_formats or pipeline.default_formats
+        if RESULTS_FORMAT in formats and RESULTS_FORMAT not in pipeline.default_formats:
+            await export_results(queue, options.run_dir, prices)
+        said = await pipeline.export(queue, options.run_dir, prices, formats)
         if said:
             print(said)
     return code
@@ -141,7 +146,8 @@ async def _execute(
     if orphans:
         log.info("queue.recovered", jobs_back_to_queue=orphans)
     crash = CrashPoints.from_env()
-    output = OutputFiles(options.run_dir, crash, prices)
+    live_results = RESULTS_FORMAT in pipeline.default_formats
+    output = OutputFiles(options.run_dir, crash, prices, with_results=live_results)
     try:
         await output.recover(queue)
         counts = await queue.counts()

@@ -1,4 +1,11 @@
-"""Export a PERSONA run's finished pairs: pairs.jsonl, pairs.dpo.jsonl, pairs.release.jsonl.
+"""Export a PERSONA run's finished pairs, in the formats asked for.
+
+    parquet   pairs.parquet, pairs.dpo.parquet, pairs.release.parquet (zstd; the default:
+              `datasets.load_dataset("parquet", …)` and pandas read them, each persona's text
+              is stored about once per row group instead of once per row)
+    pairs     pairs.jsonl            everything about a pair (schemas.pair.PairRecord)
+    dpo       pairs.dpo.jsonl        TRL's DPO format
+    release   pairs.release.jsonl    the public release's columns
 
 A pair is exported when its revise job is done (so its answer and critique are too). The
 files are rewritten whole from the queue (temporary files, then renamed), so an export is
@@ -10,12 +17,15 @@ records in their order, 2,000 at a time, each batch's three calls a pair with on
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from engine.persona import templates
 from engine.persona.graph import completion_text
@@ -29,6 +39,9 @@ from schemas.prompt import Prompt
 PAIRS = "pairs.jsonl"
 DPO = "pairs.dpo.jsonl"
 RELEASE = "pairs.release.jsonl"
+PARQUET = ("pairs.parquet", "pairs.dpo.parquet", "pairs.release.parquet")
+FORMATS = ("parquet", "pairs", "dpo", "release")
+DEFAULT_FORMATS = ("parquet",)
 PAIR_KIND = "pair"
 _CHUNK = 2000
 _encoder = msgspec.json.Encoder()
@@ -39,47 +52,129 @@ def dpo_prompt(persona: str, question: str) -> str:
     return f"You are talking with this person:\n{persona}\n\nTheir question: {question}"
 
 
+def file_names(formats: Collection[str]) -> list[str]:
+    """The files the formats write, in `FORMATS` order."""
+    jsonl = {"pairs": [PAIRS], "dpo": [DPO], "release": [RELEASE], "parquet": list(PARQUET)}
+    return [name for f in FORMATS if f in formats for name in jsonl[f]]
+
+
 async def export_pairs(
     queue: WorkQueue,
     run_dir: Path,
     prices: Mapping[str, Price],
     personas: Mapping[str, str],
     prompts: Mapping[str, Prompt],
+    formats: Collection[str] = DEFAULT_FORMATS,
 ) -> int:
-    """Write the three files from the queue; return how many pairs they hold."""
+    """Write the files of `formats` from the queue; return how many pairs they hold."""
     shared: collections.Counter[str] = collections.Counter()
     async for _, value in queue.iter_records(PAIR_KIND):
         shared[_pair_decoder.decode(value).prompt_id] += 1
-    names = (PAIRS, DPO, RELEASE)
+    names = file_names(formats)
     tmp = {name: run_dir / f".{name}.tmp" for name in names}
     count = 0
-    with (
-        tmp[PAIRS].open("wb") as pairs,
-        tmp[DPO].open("wb") as dpo,
-        tmp[RELEASE].open("wb") as release,
-    ):
+    with _Writers(tmp) as out:
         async for chunk in _pair_chunks(queue):
             rows = await queue.done_rows([job for pair in chunk for job in _jobs_of(pair)])
+            records = []
             for pair in chunk:
                 calls = [row for job in _jobs_of(pair) if (row := rows.get(job)) is not None]
                 if len(calls) < len(_jobs_of(pair)):
                     continue  # not finished (or a parent failed for good)
-                record = _record(pair, calls, personas, prompts, shared, prices)
-                _write(pairs, record)
-                _write(
-                    dpo,
-                    DpoRecord(
-                        dpo_prompt(record.persona, record.prompt), record.chosen, record.rejected
-                    ),
-                )
-                _write(release, _release_view(record))
-                count += 1
-        for handle in (pairs, dpo, release):
-            handle.flush()
-            os.fsync(handle.fileno())
+                records.append(_record(pair, calls, personas, prompts, shared, prices))
+            out.write(records)
+            count += len(records)
     for name in names:
         os.replace(tmp[name], run_dir / name)
     return count
+
+
+def _dpo_view(record: PairRecord) -> DpoRecord:
+    return DpoRecord(dpo_prompt(record.persona, record.prompt), record.chosen, record.rejected)
+
+
+_CALL = pa.struct(
+    [
+        ("model", pa.string()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("cached", pa.bool_()),
+        ("shared_by", pa.int64()),
+    ]
+)
+
+
+def _strings(struct: type[msgspec.Struct]) -> pa.Schema:
+    return pa.schema([(f.encode_name, pa.string()) for f in msgspec.structs.fields(struct)])
+
+
+def _pair_schema() -> pa.Schema:
+    types = {"answer_call": _CALL, "critique_call": _CALL, "revise_call": _CALL}
+    types["cost_usd"] = pa.float64()
+    return pa.schema(
+        [
+            (f.encode_name, types.get(f.name, pa.string()))
+            for f in msgspec.structs.fields(PairRecord)
+        ]
+    )
+
+
+class _Writers:
+    """The open output files of one export (temporary names until every one is complete)."""
+
+    def __init__(self, tmp: Mapping[str, Path]) -> None:
+        self._tmp = tmp
+        self._stack = contextlib.ExitStack()
+        self._jsonl: list[tuple[BinaryIO, Any]] = []
+        self._parquet: list[tuple[pq.ParquetWriter, Any]] = []
+
+    def __enter__(self) -> _Writers:
+        views = {
+            PAIRS: lambda r: r,
+            DPO: _dpo_view,
+            RELEASE: _release_view,
+        }
+        schemas = {
+            PARQUET[0]: (_pair_schema(), views[PAIRS]),
+            PARQUET[1]: (_strings(DpoRecord), views[DPO]),
+            PARQUET[2]: (_strings(ReleaseRecord), views[RELEASE]),
+        }
+        for name, path in self._tmp.items():
+            if name in schemas:
+                schema, view = schemas[name]
+                writer = pq.ParquetWriter(path, schema, compression="zstd")
+                self._stack.callback(writer.close)
+                self._parquet.append((writer, view))
+            else:
+                self._jsonl.append((self._stack.enter_context(path.open("wb")), views[name]))
+        return self
+
+    def write(self, records: list[PairRecord]) -> None:
+        if not records:
+            return
+        for handle, view in self._jsonl:
+            handle.write(b"".join(_encoder.encode(view(r)) + b"\n" for r in records))
+        for writer, view in self._parquet:
+            rows = msgspec.to_builtins([view(r) for r in records])
+            writer.write_table(pa.Table.from_pylist(rows, schema=writer.schema))
+
+    def __exit__(self, *exc: object) -> None:
+        with self._stack:
+            if exc[0] is None:
+                for handle, _ in self._jsonl:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+        if exc[0] is None:
+            for path in self._tmp.values():
+                _fsync(path)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 async def _pair_chunks(queue: WorkQueue) -> AsyncIterator[list[Pair]]:
@@ -102,10 +197,6 @@ def _release_view(record: PairRecord) -> ReleaseRecord:
     return ReleaseRecord(
         record.persona, record.prompt, record.rejected, record.critique, record.chosen, record.split
     )
-
-
-def _write(handle: BinaryIO, record: msgspec.Struct) -> None:
-    handle.write(_encoder.encode(record) + b"\n")
 
 
 def _tokens(row: TerminalRow, shared_by: int = 1) -> CallTokens:

@@ -6,7 +6,9 @@ thread, so each call is one hop off the event loop: callers batch.
 
 Schema versions: 1 kept the PERSONA pipeline's personas, prompts and pairs in tables of their
 own; 2 keeps every pipeline's data in `records` (a version-1 file is migrated on open, in one
-transaction). The response cache's `responses` table is keyed by (endpoint scope, fingerprint);
+transaction); 3 stores response bodies compressed (`engine.queue.blobs`) with the dictionaries
+in `blob_dicts` (a version-2 file gains the table; its bodies stay readable as they are).
+The response cache's `responses` table is keyed by (endpoint scope, fingerprint);
 the version-1 cache table `entries`, keyed by fingerprint alone, is left in place and never
 read (its answers cannot be told apart by endpoint).
 """
@@ -26,6 +28,7 @@ from typing import Any, Self, TypeVar
 import msgspec
 
 from engine.queue import CacheSpec, EnqueueConflict, Record, SchemaVersionError
+from engine.queue.blobs import BlobCodec
 from schemas.job import (
     CachedResult,
     ClaimedJob,
@@ -41,7 +44,7 @@ from schemas.job import (
     TerminalRow,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _T = TypeVar("_T")
 SHARDS = 64
 _STATUSES = ", ".join(f"'{s.value}'" for s in Status)
@@ -87,6 +90,10 @@ CREATE TABLE records (
     UNIQUE (kind, key)
 )
 """
+
+# dictionaries of the compressed bodies (engine.queue.blobs), in the queue and in the cache
+_BLOB_DICTS = "CREATE TABLE {schema}blob_dicts (id INTEGER PRIMARY KEY, data BLOB NOT NULL)"
+_V2_TO_V3 = (_BLOB_DICTS.format(schema=""),)
 
 # version 1 -> 2: the PERSONA tables become records (JSON values), in their insertion order
 _V1_TO_V2 = (
@@ -163,11 +170,13 @@ CREATE TABLE IF NOT EXISTS cache.responses (
     PRIMARY KEY (scope, fingerprint)
 )
 """
+_CACHE_DICTS = _BLOB_DICTS.format(schema="IF NOT EXISTS cache.")
 _CACHE_PUT = (
     "INSERT OR IGNORE INTO cache.responses "
     "(scope, fingerprint, result, prompt_tokens, completion_tokens, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
+_CACHE_DICT_PUT = "INSERT OR IGNORE INTO cache.blob_dicts (id, data) VALUES (?, ?)"
 _IN_CHUNK = 5000  # ids per `IN (…)` (SQLite allows 32,766 variables)
 
 _error_encoder = msgspec.json.Encoder()
@@ -187,9 +196,15 @@ class SQLiteQueue:
     """
 
     def __init__(
-        self, db: sqlite3.Connection, path: Path, thread: ThreadPoolExecutor, scope: str | None
+        self,
+        db: sqlite3.Connection,
+        codec: BlobCodec,
+        path: Path,
+        thread: ThreadPoolExecutor,
+        scope: str | None,
     ) -> None:
         self._db = db
+        self._codec = codec
         self._thread = thread
         self._scope = scope  # the cache scope; None: no cache
         self.path = path
@@ -202,11 +217,11 @@ class SQLiteQueue:
         loop = asyncio.get_running_loop()
         cache_path = cache.path if cache is not None else None
         try:
-            db = await loop.run_in_executor(thread, _connect, path, cache_path)
+            db, codec = await loop.run_in_executor(thread, _connect, path, cache_path)
         except BaseException:
             thread.shutdown(wait=False)
             raise
-        return cls(db, path, thread, cache.scope if cache is not None else None)
+        return cls(db, codec, path, thread, cache.scope if cache is not None else None)
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
@@ -316,11 +331,17 @@ class SQLiteQueue:
         return jobs
 
     async def commit(self, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:
-        await self._call(self._commit, _group(outcomes, self._scope), dict(meta))
+        await self._call(self._commit, outcomes, dict(meta))
 
-    def _commit(self, groups: _Groups, meta: dict[str, str]) -> None:
+    def _commit(self, outcomes: Sequence[Outcome], meta: dict[str, str]) -> None:
+        groups = _group(outcomes, self._scope, self._codec.encode)
         done, retry, failed, released, fresh, parents = groups
         with self._transaction() as db:
+            if new_dictionary := self._codec.take_new_dictionary():
+                # stored before (in the same transaction as) the first bodies it compressed
+                db.execute("INSERT INTO blob_dicts (id, data) VALUES (?, ?)", new_dictionary)
+                if self._scope is not None:
+                    db.execute(_CACHE_DICT_PUT, new_dictionary)
             if fresh:
                 db.executemany(_CACHE_PUT, fresh)
             for sql, rows in ((_DONE, done), (_RETRY, retry), (_FAILED, failed)):
@@ -345,7 +366,7 @@ class SQLiteQueue:
             f"WHERE scope = ? AND fingerprint IN ({marks})",
             [scope, *fingerprints],
         )
-        return {r[0]: CachedResult(r[1], r[2], r[3]) for r in rows}
+        return {r[0]: CachedResult(self._decode(r[1]), r[2], r[3]) for r in rows}
 
     async def done_rows(self, job_ids: Sequence[str]) -> dict[str, TerminalRow]:
         if not job_ids:
@@ -360,7 +381,7 @@ class SQLiteQueue:
             # `+status`: look rows up by id; the planner would otherwise scan the status index
             sql = f"SELECT {_ROW_COLUMNS} FROM jobs WHERE id IN ({marks}) AND +status = 'done'"
             for r in self._db.execute(sql, chunk):
-                found[r[1]] = _terminal_row(r)
+                found[r[1]] = self._terminal_row(r)
         return found
 
     async def iter_records(self, kind: str, chunk: int = 2000) -> AsyncIterator[Record]:
@@ -463,7 +484,19 @@ class SQLiteQueue:
             last = rows[-1].seq
 
     def _terminal_chunk(self, after: int, limit: int) -> list[TerminalRow]:
-        return [_terminal_row(r) for r in self._db.execute(_TERMINAL, (after, limit))]
+        return [self._terminal_row(r) for r in self._db.execute(_TERMINAL, (after, limit))]
+
+    def _terminal_row(self, r: Sequence[Any]) -> TerminalRow:
+        return _terminal_row(r, None if r[4] is None else self._decode(r[4]))
+
+    def _decode(self, stored: bytes) -> bytes:
+        try:
+            return self._codec.decode(stored)
+        except LookupError:
+            # a dictionary another writer of the shared cache stored after this file was opened
+            for _, data in _stored_dictionaries(self._db, self._scope is not None):
+                self._codec.add_dictionary(data)
+            return self._codec.decode(stored)
 
     async def get_meta(self, key: str) -> str | None:
         value = await self._scalar("SELECT value FROM meta WHERE key = ?", (key,))
@@ -484,7 +517,7 @@ class SQLiteQueue:
         return None if row is None else row[0]
 
 
-def _connect(path: Path, cache_path: Path | None) -> sqlite3.Connection:
+def _connect(path: Path, cache_path: Path | None) -> tuple[sqlite3.Connection, BlobCodec]:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         db.execute("PRAGMA journal_mode = WAL")
@@ -500,19 +533,41 @@ def _connect(path: Path, cache_path: Path | None) -> sqlite3.Connection:
             # database would otherwise sync its WAL on every commit: synchronous = FULL)
             db.execute("PRAGMA cache.synchronous = NORMAL")
             db.execute(_CACHE_SCHEMA)
+            db.execute(_CACHE_DICTS)
+        codec = _codec_of(db, cache_path is not None)
     except BaseException:
         db.close()
         raise
-    return db
+    return db, codec
 
 
-def _terminal_row(r: Sequence[Any]) -> TerminalRow:
+def _codec_of(db: sqlite3.Connection, attached_cache: bool) -> BlobCodec:
+    """The codec of this queue: its own dictionaries (the last one compresses), and the
+    cache's (read only); the queue's dictionaries are copied into an attached cache, which
+    stores bodies compressed with them."""
+    own = db.execute("SELECT id, data FROM blob_dicts ORDER BY rowid").fetchall()
+    codec = BlobCodec(own)
+    if attached_cache:
+        db.executemany(_CACHE_DICT_PUT, own)
+        for _, data in _stored_dictionaries(db, attached_cache):
+            codec.add_dictionary(data)
+    return codec
+
+
+def _stored_dictionaries(db: sqlite3.Connection, attached_cache: bool) -> list[tuple[int, bytes]]:
+    rows = db.execute("SELECT id, data FROM blob_dicts").fetchall()
+    if attached_cache:
+        rows += db.execute("SELECT id, data FROM cache.blob_dicts").fetchall()
+    return rows
+
+
+def _terminal_row(r: Sequence[Any], result: bytes | None) -> TerminalRow:
     return TerminalRow(
         seq=r[0],
         id=r[1],
         status=Status(r[2]),
         attempts=r[3],
-        result=r[4],
+        result=result,
         error=r[5],
         status_code=r[6],
         request_id=r[7],
@@ -538,7 +593,8 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
     if version == 0:
         statements = [s for s in _SCHEMA_V1.split(";") if s.strip()] + [_RECORDS]
     else:
-        statements = list(_V1_TO_V2)
+        statements = list(_V1_TO_V2) if version == 1 else []
+    statements += _V2_TO_V3
     # Not executescript (it commits on its own): one transaction, so a crash here leaves the
     # file as it was.
     db.execute("BEGIN IMMEDIATE")
@@ -556,7 +612,9 @@ _Rows = list[tuple[Any, ...]]
 _Groups = tuple[_Rows, _Rows, _Rows, _Rows, _Rows, _Rows]
 
 
-def _group(outcomes: Sequence[Outcome], scope: str | None) -> _Groups:
+def _group(
+    outcomes: Sequence[Outcome], scope: str | None, encode: Callable[[bytes], bytes]
+) -> _Groups:
     done: _Rows = []
     retry: _Rows = []
     failed: _Rows = []
@@ -566,14 +624,15 @@ def _group(outcomes: Sequence[Outcome], scope: str | None) -> _Groups:
     for o in outcomes:
         match o:
             case Done():
-                done.append(_done_row(o))
+                body = encode(o.body)
+                done.append(_done_row(o, body))
                 parents.append((o.job_id,))
                 if not o.cached and scope is not None:
                     fresh.append(
                         (
                             scope,
                             o.fingerprint,
-                            o.body,
+                            body,
                             o.prompt_tokens,
                             o.completion_tokens,
                             o.finished_at,
@@ -599,10 +658,10 @@ def _group(outcomes: Sequence[Outcome], scope: str | None) -> _Groups:
     return done, retry, failed, released, fresh, parents
 
 
-def _done_row(o: Done) -> tuple[Any, ...]:
+def _done_row(o: Done, body: bytes) -> tuple[Any, ...]:
     return (
         o.attempts,
-        o.body,
+        body,
         o.status_code,
         o.request_id,
         o.prompt_tokens,

@@ -26,6 +26,7 @@ from engine.errors import UserError, exit_status_of
 from engine.exits import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from engine.learned_rates import load_rates, rates_path, remember_rates
 from engine.output import OutputFiles, export_results
+from engine.phases import phase
 from engine.pipeline import RESULTS_FORMAT, Pipeline
 from engine.prices import Price, load_prices
 from engine.progress import ProgressReporter
@@ -117,9 +118,11 @@ async def generate(options: GenerateOptions, pipeline: Pipeline) -> int:
 async def _generate(
     queue: WorkQueue, options: GenerateOptions, pipeline: Pipeline, base_url: str | None
 ) -> int:
+    interactive = _interactive(options)
     try:
         prices = load_prices(options.prices_path)
-        await pipeline.prepare(queue)
+        with phase("enqueue", interactive):
+            await pipeline.prepare(queue)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         print("nothing was enqueued", file=sys.stderr)
@@ -127,9 +130,10 @@ async def _generate(
     code = await _execute(queue, options, pipeline, prices, base_url)
     if code != EXIT_INTERRUPTED:
         formats = options.export_formats or pipeline.default_formats
-        if RESULTS_FORMAT in formats and RESULTS_FORMAT not in pipeline.default_formats:
-            await export_results(queue, options.run_dir, prices)
-        said = await pipeline.export(queue, options.run_dir, prices, formats)
+        with phase("export", interactive):
+            if RESULTS_FORMAT in formats and RESULTS_FORMAT not in pipeline.default_formats:
+                await export_results(queue, options.run_dir, prices)
+            said = await pipeline.export(queue, options.run_dir, prices, formats)
         if said:
             print(said)
     return code
@@ -231,7 +235,7 @@ async def _run(
     total: int,
     finished_before: int,
 ) -> int:
-    interactive = sys.stderr.isatty() if options.progress is None else options.progress
+    interactive = _interactive(options)
     dispatcher = coordinator.dispatcher
     reporter = ProgressReporter(
         coordinator.stats,
@@ -266,6 +270,10 @@ async def _run(
     if coordinator.abandoned.this_run:
         print(abandoned_line(coordinator.abandoned.this_run))
     return _exit_code(counts.count(Status.FAILED), interrupted)
+
+
+def _interactive(options: GenerateOptions) -> bool:
+    return sys.stderr.isatty() if options.progress is None else options.progress
 
 
 def peak_rss_kib(usage: resource.struct_rusage) -> int:

@@ -16,6 +16,7 @@ records in their order, 2,000 at a time, each batch's three calls a pair with on
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import os
@@ -73,17 +74,27 @@ async def export_pairs(
     names = file_names(formats)
     tmp = {name: run_dir / f".{name}.tmp" for name in names}
     count = 0
+    # Three things overlap: the queue reads the next chunk's calls (its thread), this thread
+    # makes records of this chunk, and a third writes the previous chunk (pyarrow's encoding
+    # and compression let go of the GIL).
     with _Writers(tmp) as out:
-        async for chunk in _pair_chunks(queue):
-            rows = await queue.done_rows([job for pair in chunk for job in _jobs_of(pair)])
-            records = []
-            for pair in chunk:
-                calls = [row for job in _jobs_of(pair) if (row := rows.get(job)) is not None]
-                if len(calls) < len(_jobs_of(pair)):
-                    continue  # not finished (or a parent failed for good)
-                records.append(_record(pair, calls, personas, prompts, shared, prices))
-            out.write(records)
-            count += len(records)
+        writing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        writing.set_result(None)
+        try:
+            async for chunk, rows in _chunks_with_calls(queue):
+                records = []
+                for pair in chunk:
+                    calls = [row for job in _jobs_of(pair) if (row := rows.get(job)) is not None]
+                    if len(calls) < len(_jobs_of(pair)):
+                        continue  # not finished (or a parent failed for good)
+                    records.append(_record(pair, calls, personas, prompts, shared, prices))
+                await writing
+                writing = asyncio.ensure_future(asyncio.to_thread(out.write, records))
+                count += len(records)
+        finally:
+            # the files close only after the last write (even when something failed)
+            await asyncio.wait([writing])
+        await writing
     for name in names:
         os.replace(tmp[name], run_dir / name)
     return count
@@ -104,19 +115,35 @@ _CALL = pa.struct(
 )
 
 
-def _strings(struct: type[msgspec.Struct]) -> pa.Schema:
-    return pa.schema([(f.encode_name, pa.string()) for f in msgspec.structs.fields(struct)])
+_CALLS = ("answer_call", "critique_call", "revise_call")
+# each Parquet view: its columns, (column name, PairRecord field or a derived column)
+_PARQUET_VIEWS: dict[str, tuple[tuple[str, str], ...]] = {
+    PARQUET[0]: tuple((f.encode_name, f.name) for f in msgspec.structs.fields(PairRecord)),
+    PARQUET[1]: (("prompt", "dpo_prompt"), ("chosen", "chosen"), ("rejected", "rejected")),
+    PARQUET[2]: tuple(
+        (f.encode_name, source)
+        for f, source in zip(
+            msgspec.structs.fields(ReleaseRecord),
+            ("persona", "prompt", "rejected", "critique", "chosen", "split"),
+            strict=True,
+        )
+    ),
+}
 
 
-def _pair_schema() -> pa.Schema:
-    types = {"answer_call": _CALL, "critique_call": _CALL, "revise_call": _CALL}
-    types["cost_usd"] = pa.float64()
-    return pa.schema(
-        [
-            (f.encode_name, types.get(f.name, pa.string()))
-            for f in msgspec.structs.fields(PairRecord)
-        ]
-    )
+def _columns(records: list[PairRecord]) -> dict[str, pa.Array]:
+    """Every column any view needs, built once per chunk (the views share them)."""
+    columns: dict[str, pa.Array] = {}
+    for field in msgspec.structs.fields(PairRecord):
+        values = [getattr(r, field.name) for r in records]
+        if field.name in _CALLS:
+            columns[field.name] = pa.array(msgspec.to_builtins(values), _CALL)
+        elif field.name == "cost_usd":
+            columns[field.name] = pa.array(values, pa.float64())
+        else:
+            columns[field.name] = pa.array(values, pa.string())
+    columns["dpo_prompt"] = pa.array([dpo_prompt(r.persona, r.prompt) for r in records])
+    return columns
 
 
 class _Writers:
@@ -126,7 +153,7 @@ class _Writers:
         self._tmp = tmp
         self._stack = contextlib.ExitStack()
         self._jsonl: list[tuple[BinaryIO, Any]] = []
-        self._parquet: list[tuple[pq.ParquetWriter, Any]] = []
+        self._parquet: list[tuple[pq.ParquetWriter, tuple[tuple[str, str], ...]]] = []
 
     def __enter__(self) -> _Writers:
         views = {
@@ -134,14 +161,11 @@ class _Writers:
             DPO: _dpo_view,
             RELEASE: _release_view,
         }
-        schemas = {
-            PARQUET[0]: (_pair_schema(), views[PAIRS]),
-            PARQUET[1]: (_strings(DpoRecord), views[DPO]),
-            PARQUET[2]: (_strings(ReleaseRecord), views[RELEASE]),
-        }
         for name, path in self._tmp.items():
-            if name in schemas:
-                schema, view = schemas[name]
+            if name in _PARQUET_VIEWS:
+                view = _PARQUET_VIEWS[name]
+                types = {"cost_usd": pa.float64(), **dict.fromkeys(_CALLS, _CALL)}
+                schema = pa.schema([(col, types.get(src, pa.string())) for col, src in view])
                 writer = pq.ParquetWriter(path, schema, compression="zstd")
                 self._stack.callback(writer.close)
                 self._parquet.append((writer, view))
@@ -154,9 +178,13 @@ class _Writers:
             return
         for handle, view in self._jsonl:
             handle.write(b"".join(_encoder.encode(view(r)) + b"\n" for r in records))
-        for writer, view in self._parquet:
-            rows = msgspec.to_builtins([view(r) for r in records])
-            writer.write_table(pa.Table.from_pylist(rows, schema=writer.schema))
+        if self._parquet:
+            columns = _columns(records)
+            for writer, view in self._parquet:
+                table = pa.Table.from_arrays(
+                    [columns[src] for _, src in view], schema=writer.schema
+                )
+                writer.write_table(table)
 
     def __exit__(self, *exc: object) -> None:
         with self._stack:
@@ -175,6 +203,21 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+async def _chunks_with_calls(
+    queue: WorkQueue,
+) -> AsyncIterator[tuple[list[Pair], dict[str, TerminalRow]]]:
+    """Each chunk of pairs with its finished calls, the next chunk's read already started."""
+    pending: tuple[list[Pair], asyncio.Task[dict[str, TerminalRow]]] | None = None
+    async for chunk in _pair_chunks(queue):
+        ids = [job for pair in chunk for job in _jobs_of(pair)]
+        reading = asyncio.create_task(queue.done_rows(ids))
+        if pending is not None:
+            yield pending[0], await pending[1]
+        pending = (chunk, reading)
+    if pending is not None:
+        yield pending[0], await pending[1]
 
 
 async def _pair_chunks(queue: WorkQueue) -> AsyncIterator[list[Pair]]:

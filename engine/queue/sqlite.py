@@ -49,6 +49,14 @@ _T = TypeVar("_T")
 SHARDS = 64
 _STATUSES = ", ".join(f"'{s.value}'" for s in Status)
 
+# the jobs table's secondary indexes: built after the rows when a run is first enqueued (a sort
+# of 635,577 rows, instead of as many B-tree inserts into each)
+_JOB_INDEXES = {
+    "jobs_ready": "CREATE INDEX jobs_ready ON jobs (status, seq, next_run_at)",
+    "jobs_due": "CREATE INDEX jobs_due ON jobs (status, next_run_at)",
+    "jobs_parent": "CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL",
+}
+
 _SCHEMA_V1 = f"""
 CREATE TABLE jobs (
     seq               INTEGER PRIMARY KEY,
@@ -75,9 +83,7 @@ CREATE TABLE jobs (
     first_started_at  REAL,
     finished_at       REAL
 );
-CREATE INDEX jobs_ready ON jobs (status, seq, next_run_at);
-CREATE INDEX jobs_due ON jobs (status, next_run_at);
-CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL;
+{";".join(_JOB_INDEXES.values())};
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -254,6 +260,10 @@ class SQLiteQueue:
     ) -> int:
         try:
             with self._transaction() as db:
+                first = db.execute("SELECT NOT EXISTS (SELECT 1 FROM jobs)").fetchone()[0]
+                if first:
+                    for name in _JOB_INDEXES:
+                        db.execute(f"DROP INDEX {name}")
                 for kind, items in records.items():
                     iterator = iter(items)
                     while chunk := list(islice(iterator, 5000)):
@@ -266,6 +276,9 @@ class SQLiteQueue:
                     db.executemany(_SET_META, list(meta.items()))
                 added = self._stage_and_insert(jobs)
                 self._check_conflicts()
+                if first:
+                    for statement in _JOB_INDEXES.values():
+                        db.execute(statement)
         finally:
             self._db.execute("DROP TABLE IF EXISTS temp.incoming")
         return added

@@ -302,3 +302,18 @@ async def test_sqlite_reads_by_id_through_the_id_index(sqlite_queue: SQLiteQueue
     assert "sqlite_autoindex_jobs_1" in str(plan)
     source = Path(SQLiteQueue.__module__.replace(".", "/") + ".py")
     assert "AND +status = 'done'" in (Path(__file__).parents[2] / source).read_text()
+
+
+async def test_sqlite_first_enqueue_builds_the_indexes_after_the_rows(tmp_path: Path) -> None:
+    path = tmp_path / "queue.sqlite"
+    queue = await SQLiteQueue.open(path)
+    with pytest.raises(EnqueueConflict):  # a first enqueue that fails leaves the schema whole
+        await queue.enqueue([make_job(1), make_job(2), make_job(1, text="other")])
+    await queue.enqueue([make_job(i) for i in range(10)])
+    await queue.enqueue([make_job(i) for i in range(10, 20)])  # not the first: indexes kept
+    await queue.close()
+    with sqlite3.connect(path) as db:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"jobs_ready", "jobs_due", "jobs_parent"} <= names
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT count(*) FROM jobs").fetchone()[0] == 20

@@ -37,6 +37,15 @@ def test_small_run_exports_pairs_with_one_answer_per_distinct_prompt(tmp_path: P
         out = _generate(run_dir, sim.base_url)
         assert out.returncode == 0, out.stderr
         stats = sim.stats()
+        events = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
+        phases = [(e["event"], e["phase"]) for e in events if e["event"].startswith("phase.")]
+        assert phases == [
+            ("phase.started", "enqueue"),
+            ("phase.finished", "enqueue"),
+            ("phase.started", "export"),
+            ("phase.finished", "export"),
+        ]
+        assert [e["phase"] for e in events if e["event"] == "run.finished"] == ["run"]
         again = _generate(run_dir, sim.base_url)
         assert again.returncode == 0, again.stderr
         assert "already complete" in again.stdout

@@ -90,7 +90,7 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser], names: list[str]) -> None:
     p = sub.add_parser(
-        "run", allow_abbrev=False, help="run a scenario and write report.{json,md,png}"
+        "run", allow_abbrev=False, help="run a scenario; write report.{json,md,png}, latency.json"
     )
     p.add_argument("scenario", choices=names, help="see `python -m bench list`")
     p.add_argument("--jobs", type=positive_int, help="requests in the synthetic request file")
@@ -147,6 +147,14 @@ def _add_bare(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", type=Path, required=True, help="where to write the JSON result")
 
 
+def _add_plot(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "plot", allow_abbrev=False, help="draw report.png again from a run directory"
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="holds report.json")
+    p.add_argument("--out", type=Path, help="default: RUN_DIR/report.png")
+
+
 def build_parser(scenario_names: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         allow_abbrev=False,
@@ -159,6 +167,7 @@ def build_parser(scenario_names: list[str]) -> argparse.ArgumentParser:
     sub.add_parser("list", allow_abbrev=False, help="the scenarios and their settings")
     _add_estimate(sub)
     _add_bare(sub)
+    _add_plot(sub)
     return parser
 
 

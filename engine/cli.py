@@ -1,7 +1,10 @@
 """`python -m engine …`: the command-line contract. Flags are public: add freely, rename none.
 
 Exit status: 0 all jobs done; 3 finished with some jobs failed permanently; 2 bad usage or bad
-input; 130 stopped by a signal (rerun the same command to resume).
+input; 4 stopped because every call of a stage and model was rejected the same way (a wrong key,
+a mistyped model: those jobs are back in the queue, none failed); 5 stopped because the run
+directory or the cache is full or not writable; 130 stopped by a signal. After 4, 5 and 130
+the same command resumes.
 """
 
 from __future__ import annotations
@@ -175,6 +178,7 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ("--timeout-rate", "share that hang for --hang-s"),
         ("--hang-s", "how long a hung request hangs"),
         ("--malformed-rate", "share answered 200 with a body that is not a completion"),
+        ("--content-filter-rate", "share answered 200 with finish_reason content_filter"),
         ("--outage-for-s", "how long the outage lasts"),
     ):
         default = getattr(d, flag.removeprefix("--").replace("-", "_"))
@@ -195,6 +199,11 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         dest="models",
         help="serve only these models (repeat); others get 404",
     )
+    p.add_argument(
+        "--api-key",
+        default=d.api_key,
+        help="answer 401 invalid_api_key to requests not bearing this key (default: any key)",
+    )
     p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
     p.add_argument(
         "--pass-rate",
@@ -203,8 +212,34 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="JSON verdicts (response_format): share with needs_revision false "
         "(default: %(default)s)",
     )
+    _add_simulate_batch(p, d)
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=_run_simulate)
+
+
+def _add_simulate_batch(p: argparse.ArgumentParser, d: Any) -> None:
+    """The simulated Batch API's speed (in polls, not seconds) and faults."""
+    g = p.add_argument_group("Batch API (/v1/files, /v1/batches)")
+    for flag, kind, text in (
+        ("--batch-polls", int, "retrieves a batch stays in_progress"),
+        ("--batch-finalizing-polls", int, "then retrieves it stays finalizing (slow finalizing)"),
+        ("--batch-line-error-rate", float, "share of lines answered 500 in the error file"),
+        ("--batch-line-permanent-rate", float, "share of lines answered 400 in the error file"),
+        ("--batch-expire-share", float, "share of its lines an expiring batch ran"),
+    ):
+        default = getattr(d, flag.removeprefix("--").replace("-", "_"))
+        g.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
+    for flag, text in (
+        ("--batch-fail-validation", "the N-th batch created fails validation (repeat)"),
+        ("--batch-expire", "the N-th batch created expires with part of its output (repeat)"),
+    ):
+        g.add_argument(flag, type=positive_int, action="append", default=[], metavar="N", help=text)
+    g.add_argument(
+        "--no-batch-api",
+        dest="batch_api",
+        action="store_false",
+        help="answer 404 on /v1/batches, as a provider without the Batch API",
+    )
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
@@ -213,7 +248,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from workers.sim.config import SimConfig, config_problems
 
     values = {name: getattr(args, name) for name in SimConfig.__struct_fields__}
-    config = SimConfig(**{**values, "models": tuple(args.models)})
+    tuples = {
+        name: tuple(getattr(args, name)) for name in ("batch_fail_validation", "batch_expire")
+    }
+    config = SimConfig(**{**values, "models": tuple(args.models), **tuples})
     problems = config_problems(config)
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)
@@ -280,6 +318,9 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    from engine import command_line
+
+    command_line.record(argv)
     args = build_parser(_command_of(argv)).parse_args(argv)
     configure_logging(args.log_level)
     code: int = args.func(args)

@@ -40,7 +40,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from engine.argtypes import positive_float, positive_int
+from engine.argtypes import non_negative_int, positive_float, positive_int
+from engine.batch.config import BatchConfig
 from engine.errors import SettingsError
 from engine.run import RunConfig
 from ratelimits.breaker import BreakerConfig
@@ -86,10 +87,16 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     progress: bool | None = None  # None: on a terminal
     sim_latency_ms: float = 0.0
     learn_rate: bool = True  # learn the allowed request rate from 429s (ratelimits.learned)
+    # issue 16: put FAILED jobs back with fresh attempts before running (None: no; (): all;
+    # else those whose HTTP status or error code is listed, engine.queue.failure_codes)
+    retry_failed: tuple[str, ...] | None = None
     run: RunConfig = RunConfig()
     breaker: BreakerConfig = BreakerConfig()
     limits: LimitFlags = LimitFlags()
     rate_limit: RateLimitPolicy = RateLimitPolicy()
+    # issue 13: online calls, or the Batch API's files and batches (engine.batch)
+    api: Literal["online", "batch"] = "online"
+    batch: BatchConfig = BatchConfig()
 
 
 DEFAULTS = EngineConfig()
@@ -105,6 +112,8 @@ class Flag(msgspec.Struct, frozen=True):
     action: str | type[argparse.Action] | None = None
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
+    nargs: str | None = None
+    const: Any = None
 
     @property
     def dest(self) -> str:
@@ -120,6 +129,13 @@ def _model_value(text: str) -> tuple[str, float]:
     if not sep or not model:
         raise argparse.ArgumentTypeError(f"takes MODEL=N, got {text!r}")
     return model, value
+
+
+def _codes(text: str) -> tuple[str, ...]:
+    codes = tuple(code.strip() for code in text.split(",") if code.strip())
+    if not codes:
+        raise argparse.ArgumentTypeError(f"takes CODE[,CODE…], got {text!r}")
+    return codes
 
 
 def _number_of(field: str) -> Callable[[str], Any]:
@@ -208,6 +224,26 @@ FLAGS: tuple[Flag, ...] = (
         action=argparse.BooleanOptionalAction,
     ),
     Flag(
+        "--stop-after-same-errors",
+        ("run", "stop_after_same_errors"),
+        "stop the run when this many calls of one stage and model are rejected with the same "
+        "permanent error (HTTP status and error code: a wrong key, a mistyped model) and none "
+        "has succeeded; those jobs go back to the queue, none is marked failed (exit 4). "
+        "0: never stop",
+        non_negative_int,
+    ),
+    Flag(
+        "--retry-failed",
+        ("retry_failed",),
+        "put the run's failed jobs back in the queue with fresh attempts and run them; "
+        "=CODE,... only those failed with one of these HTTP statuses or error codes "
+        "(400, invalid_api_key, model_not_found, content_filter, PermanentError, ...)",
+        _codes,
+        nargs="?",
+        const=(),
+        metavar="CODE,...",
+    ),
+    Flag(
         "--rate-limit-give-up-s",
         ("rate_limit", "give_up_s"),
         "429s never spend --max-attempts; a job the server keeps refusing fails this many "
@@ -261,6 +297,52 @@ FLAGS: tuple[Flag, ...] = (
         "latency of the built-in simulator when it is used",
         float,
     ),
+    Flag(
+        "--api",
+        ("api",),
+        "online: one call per job; batch: the Batch API (/v1/files + /v1/batches, 50 %% of "
+        "the price, results within 24 h), in waves as jobs become ready",
+        choices=("online", "batch"),
+    ),
+    Flag(
+        "--batch-max-requests",
+        ("batch", "max_requests"),
+        "requests per batch input file (--api batch)",
+        positive_int,
+    ),
+    Flag("--batch-max-bytes", ("batch", "max_bytes"), "bytes per batch input file", positive_int),
+    Flag(
+        "--batch-max-enqueued-tokens",
+        ("batch", "max_enqueued_tokens"),
+        "estimated tokens held by open batches at once, as the provider's enqueued-token "
+        "limit (default: no cap)",
+        positive_int,
+    ),
+    Flag("--batch-max-open", ("batch", "max_open"), "open batches at once", positive_int),
+    Flag(
+        "--batch-poll-s",
+        ("batch", "poll_s"),
+        "first poll of a batch this long after it is submitted",
+        positive_float,
+    ),
+    Flag(
+        "--batch-poll-max-s",
+        ("batch", "poll_max_s"),
+        "longest wait between polls (the wait grows by --batch-poll-backoff)",
+        positive_float,
+    ),
+    Flag(
+        "--batch-poll-backoff",
+        ("batch", "poll_backoff"),
+        "factor of the wait between polls",
+        positive_float,
+    ),
+    Flag(
+        "--batch-cancel",
+        ("batch", "cancel"),
+        "cancel this run's open batches, keep what they delivered, and stop",
+        action="store_true",
+    ),
     *(
         Flag(f"--breaker-{field.replace('_', '-')}", ("breaker", field), text, _number_of(field))
         for field, text in _BREAKER_HELP.items()
@@ -301,6 +383,9 @@ def add_engine_flags(
             kwargs["choices"] = flag.choices
         if flag.metavar is not None:
             kwargs["metavar"] = flag.metavar
+        if flag.nargs is not None:
+            kwargs["nargs"] = flag.nargs
+            kwargs["const"] = flag.const
         group.add_argument(flag.name, help=flag.help + shown, **kwargs)
 
 

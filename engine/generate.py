@@ -12,20 +12,29 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import msgspec
 import structlog
 
 from engine.abandoned import abandoned_line
+from engine.batch.config import BatchConfig
+from engine.command_line import COMMAND_KEY, rerun_command
 from engine.config import EngineConfig
 from engine.crashpoints import CrashPoints
 from engine.endpoint import cache_scope, chosen_base_url
 from engine.errors import UserError, exit_status_of
-from engine.exits import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from engine.exits import (
+    EXIT_FAILED_JOBS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STORAGE,
+    EXIT_SYSTEMATIC,
+    EXIT_USAGE,
+)
 from engine.learned_rates import load_rates, rates_path, remember_rates
-from engine.output import OutputFiles, export_results
+from engine.output import OutputFiles, export_results, mark_for_rebuild, unmark_rebuild
 from engine.phases import phase
 from engine.pipeline import RESULTS_FORMAT, Pipeline
 from engine.prices import Price, load_prices
@@ -35,11 +44,13 @@ from engine.queue.backends import open_queue
 from engine.run import Coordinator, RunConfig, RunStats
 from engine.rundir import RunDirBusy, default_cache_path, lock_run_dir
 from engine.simproc import local_simulator
+from engine.storage import space_warning, storage_error_in
+from engine.systematic import SystematicFailures, halt_line
 from ratelimits.breaker import BreakerConfig, CircuitBreaker
 from ratelimits.clock import LoopClock
 from ratelimits.learned import LearnConfig, LearnerRegistry
 from ratelimits.limiter import LimiterRegistry, LimitsConfig
-from schemas.job import Status
+from schemas.job import QueueCounts, Status
 from workers.client import AiohttpTransport, ChatTransport
 from workers.deadline import deadlines_of
 from workers.dispatch import Dispatcher, Validator
@@ -67,6 +78,11 @@ class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rates_path: Path | None = None
     # what the run writes when it finishes (`--export-format`); None: the pipeline's defaults
     export_formats: tuple[str, ...] | None = None
+    # issue 16: requeue failed jobs first (None: no; (): all; else by status or error code)
+    retry_failed: tuple[str, ...] | None = None
+    # issue 13: "batch" runs the jobs through the Batch API (engine.batch)
+    api: str = "online"
+    batch: BatchConfig = BatchConfig()
 
     @classmethod
     def from_config(cls, config: EngineConfig, run_dir: Path) -> GenerateOptions:
@@ -88,11 +104,30 @@ class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             rates_path=rates_path(config.cache or default_cache_path())
             if config.learn_rate
             else None,
+            retry_failed=config.retry_failed,
+            api=config.api,
+            batch=config.batch,
         )
 
 
 async def generate(options: GenerateOptions, pipeline: Pipeline) -> int:
-    """Run `pipeline` in `options.run_dir` to the end (or to a stop); return the exit status."""
+    """Run `pipeline` in `options.run_dir` to the end (or to a stop); return the exit status.
+
+    A full or read-only filesystem anywhere (queue, cache, output files, export) stops it with
+    one line naming the path, exit 5: the queue's transactions roll back and the output files
+    are cut back to what is committed, so the same command resumes once there is space."""
+    try:
+        return await _generate_locked(options, pipeline)
+    except (OSError, UserError, BaseExceptionGroup) as exc:
+        error = storage_error_in(exc, options.run_dir)
+        if error is None:
+            raise
+        log.warning("run.storage_error", path=str(error.path), errno=error.code)
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_STORAGE
+
+
+async def _generate_locked(options: GenerateOptions, pipeline: Pipeline) -> int:
     options.run_dir.mkdir(parents=True, exist_ok=True)
     try:
         lock = lock_run_dir(options.run_dir)
@@ -107,6 +142,8 @@ async def generate(options: GenerateOptions, pipeline: Pipeline) -> int:
         try:
             queue = await open_queue(options.run_dir, cache)
         except UserError as exc:
+            if storage_error_in(exc, options.run_dir) is not None:
+                raise
             print(f"error: {exc}", file=sys.stderr)
             return exit_status_of(exc)
         try:
@@ -124,11 +161,18 @@ async def _generate(
         with phase("enqueue", interactive):
             await pipeline.prepare(queue)
     except UserError as exc:
+        if storage_error_in(exc, options.run_dir) is not None:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         print("nothing was enqueued", file=sys.stderr)
         return exit_status_of(exc)
+    command = rerun_command()
+    if command is not None:
+        await queue.set_meta({COMMAND_KEY: command})
+    if options.retry_failed is not None:
+        await _requeue_failed(queue, options.retry_failed)
     code = await _execute(queue, options, pipeline, prices, base_url)
-    if code != EXIT_INTERRUPTED:
+    if code not in (EXIT_INTERRUPTED, EXIT_SYSTEMATIC):
         formats = options.export_formats or pipeline.default_formats
         with phase("export", interactive):
             if RESULTS_FORMAT in formats and RESULTS_FORMAT not in pipeline.default_formats:
@@ -137,6 +181,27 @@ async def _generate(
         if said:
             print(said)
     return code
+
+
+async def _requeue_failed(queue: WorkQueue, codes: tuple[str, ...]) -> int:
+    """`--retry-failed[=CODE,…]`: failed jobs back in the queue with fresh attempts. The
+    output files are rebuilt (marked first, so a crash in between rebuilds too): a retried
+    job leaves errors.jsonl, and appears once, wherever its new outcome puts it."""
+    already = await mark_for_rebuild(queue)
+    count = await queue.requeue_failed(codes)
+    if count == 0 and not already:
+        await unmark_rebuild(queue)
+    which = f" (failed with {', '.join(codes)})" if codes else ""
+    print(f"retrying {count} failed jobs{which} with fresh attempts")
+    return count
+
+
+def _proven_keys(counts: QueueCounts) -> Callable[[str, str], bool]:
+    """(stage, model) that has DONE jobs already: the server takes its requests, so a 400 of
+    one of them is that request's fault, not a systematic rejection (engine.systematic)."""
+    stages = {stage for stage, by in counts.by_stage.items() if by.get(Status.DONE.value)}
+    models = {model for model, usage in counts.by_model.items() if usage.done}
+    return lambda stage, model: stage in stages and model in models
 
 
 async def _execute(
@@ -158,23 +223,66 @@ async def _execute(
         if counts.total == 0:
             print("error: the queue is empty: give --requests FILE", file=sys.stderr)
             return EXIT_USAGE
-        if counts.count(Status.QUEUED) == 0:
+        open_batches = len(await queue.batches())  # their jobs stay RUNNING until collected
+        if open_batches and options.api != "batch":
+            print(
+                f"error: this run has {open_batches} open Batch API batches: resume it with "
+                "--api batch (add --batch-cancel to cancel them)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        if counts.count(Status.QUEUED) == 0 and not open_batches:
+            failed = counts.count(Status.FAILED)
+            again = "; --retry-failed runs the failed ones again" if failed else ""
             print(
                 f"run already complete: {counts.count(Status.DONE)} done, "
-                f"{counts.count(Status.FAILED)} failed; nothing to do ({options.run_dir})"
+                f"{failed} failed; nothing to do ({options.run_dir}){again}"
             )
             return _exit_code(counts.count(Status.FAILED), interrupted=False)
         finished_before = counts.count(Status.DONE) + counts.count(Status.FAILED)
+        left = counts.total - finished_before
+        warning = space_warning(pipeline.name, left, options.run_dir, options.cache_path)
+        if warning:
+            print(warning, file=sys.stderr)
+        systematic = SystematicFailures(options.run.stop_after_same_errors, _proven_keys(counts))
         async with _endpoint(options, base_url) as url:
+            if options.api == "batch":
+                return await _batch_mode(queue, options, pipeline, output, url, crash)
             dispatcher = _dispatcher(options, url, pipeline.check, base_url)
-            coordinator = Coordinator(queue, dispatcher, output, options.run, pipeline, crash=crash)
+            coordinator = Coordinator(
+                queue, dispatcher, output, options.run, pipeline, crash=crash, systematic=systematic
+            )
             try:
-                return await _run(queue, coordinator, options, counts.total, finished_before)
+                code = await _run(queue, coordinator, options, counts.total, finished_before)
             finally:
-                await remember_rates(queue, dispatcher.learners, base_url, options.rates_path)
+                try:
+                    await remember_rates(queue, dispatcher.learners, base_url, options.rates_path)
+                except OSError as exc:  # the rates are a hint for the next run, not its data
+                    log.warning("rates.not_remembered", error=str(exc))
                 await dispatcher.close()
+            if systematic.halt is not None:
+                print(halt_line(systematic.halt, url, options.api_key_env, systematic.released))
+                return EXIT_SYSTEMATIC
+            return code
     finally:
         output.close()
+
+
+async def _batch_mode(
+    queue: WorkQueue,
+    options: GenerateOptions,
+    pipeline: Pipeline,
+    output: OutputFiles,
+    url: str,
+    crash: CrashPoints,
+) -> int:
+    # imported on demand: the batch mode needs the openai SDK, the online mode does not
+    from engine.batch.mode import execute  # noqa: PLC0415
+
+    return await execute(
+        queue, pipeline, output, url, options.api_key_env, options.run, options.batch,
+        options.run_dir, crash,
+    )  # fmt: skip
 
 
 @contextlib.asynccontextmanager
@@ -257,7 +365,9 @@ async def _run(
     summary = {**reporter.snapshot(), **_resource_usage(stats)}
     summary["abandoned_calls"] = coordinator.abandoned.this_run
     log.info("run.finished" if not interrupted else "run.interrupted", **summary)
-    if interrupted:
+    if coordinator.systematic.halt is not None:
+        pass  # `_execute` says why, in one line
+    elif interrupted:
         print(
             f"stopped: {stats.done + stats.failed} jobs finished in this run, "
             f"{counts.count(Status.QUEUED)} left; run the same command to resume"

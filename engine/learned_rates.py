@@ -11,6 +11,7 @@ The run's own figures (learned rate, calls answered, 429s) go into the queue's m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -68,6 +69,7 @@ def save_rates(path: Path, base_url: str | None, learned: list[LearnedRate]) -> 
         return
     entries = {**_read(path), **fresh}
     newest = sorted(entries.items(), key=lambda item: item[1].updated_at)[-MAX_ENTRIES:]
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".rates.", dir=path.parent)
@@ -76,6 +78,9 @@ def save_rates(path: Path, base_url: str | None, learned: list[LearnedRate]) -> 
         os.replace(tmp, path)
     except OSError as exc:
         log.warning("rates.not_saved", path=str(path), error=str(exc))
+        if tmp is not None:  # a full disk: leave no empty temporary file behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def _read(path: Path) -> dict[str, RememberedRate]:

@@ -25,6 +25,7 @@ import structlog
 
 from engine.crashpoints import NONE as NO_CRASH
 from engine.crashpoints import CrashPoints
+from engine.errors import storage_error_of
 from engine.prices import Price
 from engine.queue import WorkQueue
 from schemas.batch import BatchError, BatchOutputLine, BatchResponse, EngineMeta, encoder
@@ -41,6 +42,20 @@ log = structlog.get_logger()
 
 def _size_key(name: str) -> str:
     return f"output.{name}.bytes"
+
+
+async def mark_for_rebuild(queue: WorkQueue) -> bool:
+    """Make the next `recover` rewrite both files from the queue; return whether one was
+    already due. Set *before* jobs leave DONE or FAILED (`requeue_failed`), so a crash in
+    between still rebuilds: a retried job must not keep its old line in errors.jsonl."""
+    pending = await queue.get_meta(_REBUILD_PENDING) == "1"
+    await queue.set_meta({_REBUILD_PENDING: "1"})
+    return pending
+
+
+async def unmark_rebuild(queue: WorkQueue) -> None:
+    """Nothing changed after all (no job was requeued): no rebuild needed."""
+    await queue.set_meta({_REBUILD_PENDING: "0"})
 
 
 def call_cost(row: TerminalRow, prices: Mapping[str, Price]) -> float | None:
@@ -163,6 +178,24 @@ class OutputFiles:
                 log.info("output.truncated", file=name, dropped_bytes=actual[name] - recorded[name])
             self._open(name, truncate_to=recorded[name])
 
+    def mark(self) -> dict[str, int]:
+        """The files' sizes now: what `rollback` cuts them back to."""
+        return dict(self._sizes)
+
+    def rollback(self, mark: Mapping[str, int]) -> None:
+        """Cut the files back to `mark` after a batch that was not committed (a full disk):
+        nothing torn is left behind. Best effort: `recover` would cut them back anyway."""
+        for name, size in mark.items():
+            fd = self._fds.get(name)
+            if fd is None:
+                continue
+            try:
+                os.ftruncate(fd, size)
+                os.lseek(fd, size, os.SEEK_SET)
+            except OSError:
+                continue
+            self._sizes[name] = size
+
     def append(self, rows: Iterable[TerminalRow]) -> dict[str, str]:
         """Write the lines of finished jobs; return the meta values to commit with them."""
         meta: dict[str, str] = {}
@@ -192,21 +225,31 @@ class OutputFiles:
     async def _rewrite(self, queue: WorkQueue, files: tuple[str, ...]) -> dict[str, int]:
         """Write `files` from the queue under temporary names, then rename them over."""
         tmp = {n: f".{n}.tmp" for n in files}
-        for name in files:
-            self._open(tmp[name], truncate_to=0)
-        async for rows in _chunks(queue.iter_terminal(), 2000):
-            for name, data in _render(rows, self._prices, files).items():
-                self._write_all(tmp[name], data)
-        sizes = {n: self._sizes[tmp[n]] for n in files}
-        for name in tmp.values():
-            fd = self._fds.pop(name)
-            del self._sizes[name]
-            os.fsync(fd)
-            os.close(fd)
+        try:
+            for name in files:
+                self._open(tmp[name], truncate_to=0)
+            async for rows in _chunks(queue.iter_terminal(), 2000):
+                for name, data in _render(rows, self._prices, files).items():
+                    self._write_all(tmp[name], data)
+            sizes = {n: self._sizes[tmp[n]] for n in files}
+            for name in tmp.values():
+                os.fsync(self._fds[name])
+        except BaseException:
+            self._close(tmp.values())  # a full disk: no half-written copy left taking the space
+            for name in tmp.values():
+                (self.run_dir / name).unlink(missing_ok=True)
+            raise
+        self._close(tmp.values())
         for name in files:
             os.replace(self.run_dir / tmp[name], self.run_dir / name)
         _fsync_dir(self.run_dir)
         return sizes
+
+    def _close(self, names: Iterable[str]) -> None:
+        for name in list(names):
+            if (fd := self._fds.pop(name, None)) is not None:
+                del self._sizes[name]
+                os.close(fd)
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -221,18 +264,31 @@ class OutputFiles:
             return -1
 
     def _open(self, name: str, truncate_to: int) -> None:
-        fd = os.open(self.run_dir / name, os.O_WRONLY | os.O_CREAT, 0o644)
-        os.ftruncate(fd, truncate_to)
-        os.lseek(fd, truncate_to, os.SEEK_SET)
+        try:
+            fd = os.open(self.run_dir / name, os.O_WRONLY | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise storage_error_of(exc, self.run_dir / name) or exc from None
+        try:
+            os.ftruncate(fd, truncate_to)
+            os.lseek(fd, truncate_to, os.SEEK_SET)
+        except BaseException:
+            os.close(fd)
+            raise
         self._fds[name] = fd
         self._sizes[name] = truncate_to
 
     def _write_all(self, name: str, data: bytes) -> None:
         fd = self._fds[name]
         view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        start = self._sizes[name]
+        try:
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError as exc:
+            error = storage_error_of(exc, self.run_dir / name)
+            self.rollback({name: start})  # the part written: nothing torn stays behind
+            raise error or exc from None
         self._sizes[name] += len(data)
 
 

@@ -16,6 +16,7 @@ class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     output_per_mtok: float
     source: str = ""
     as_of: str = ""
+    batch_share: float = 0.5  # the Batch API's price as a share of this one (OpenAI: -50 %)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
+import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,9 @@ import msgspec
 
 from engine import pipelines
 from engine.abandoned import abandoned_calls
-from engine.errors import SettingsError, UserError, exit_status_of
+from engine.batch.status import BatchSummary, batch_summary, render_batches
+from engine.command_line import COMMAND_KEY
+from engine.errors import SettingsError, UserError, exit_status_of, storage_error_of
 from engine.learned_rates import META_KEY, learned_from_meta, render_learned
 from engine.output import OutputFiles
 from engine.pipeline import PIPELINE_KEY, RESULTS_FORMAT, chosen_formats
@@ -36,6 +40,16 @@ class StatusReport(msgspec.Struct):
     abandoned_calls: int = 0  # cut off by the adaptive deadline and retried: may be paid twice
     # the last run's learned request rate per model, calls answered and 429s among them
     rate_limits: list[LearnedRate] = msgspec.field(default_factory=list)
+    # failed jobs a rerun with --retry-failed would run again, and that command (issue 16)
+    retry_failed: RetryFailed | None = None
+    # issue 13: a run through the Batch API (None: it never used it); `cost_usd` then counts
+    # the calls made through batches at the batch price
+    batch: BatchSummary | None = None
+
+
+class RetryFailed(msgspec.Struct):
+    jobs: int
+    command: str
 
 
 class ModelCost(msgspec.Struct):
@@ -58,7 +72,11 @@ def model_costs(counts: QueueCounts, prices: dict[str, Price]) -> dict[str, Mode
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             cost_usd=None if cost is None else round(cost, 6),
-            cost_if_batch_usd=None if cost is None else round(cost / 2, 6),
+            cost_if_batch_usd=None
+            if cost is None
+            else round(cost * price.batch_share, 6)
+            if price
+            else None,
         )
     return costs
 
@@ -118,7 +136,22 @@ def render_status(report: StatusReport) -> str:
     if report.elapsed_s is not None:
         lines.append(f"  elapsed {report.elapsed_s:.1f} s (first call to last finish)")
     lines += render_learned(report.rate_limits)
+    if report.retry_failed is not None:
+        lines.append(
+            f"  {report.retry_failed.jobs} failed jobs; to run them again: "
+            f"{report.retry_failed.command}  (=CODE,... picks some by HTTP status or error code)"
+        )
+    if report.batch is not None:
+        lines += render_batches(report.batch)
     return "\n".join(lines)
+
+
+def retry_failed_hint(run_dir: Path, failed: int, command: str | None) -> RetryFailed | None:
+    """How to run the failed jobs again: the run's own command with --retry-failed."""
+    if not failed:
+        return None
+    base = command or f"python -m engine generate --run-dir {shlex.quote(str(run_dir))}"
+    return RetryFailed(jobs=failed, command=f"{base} --retry-failed")
 
 
 async def status_command(run_dir: Path, as_json: bool, prices_path: Path | None = None) -> int:
@@ -137,6 +170,12 @@ async def _reporting_errors(work: Coroutine[Any, Any, int]) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exit_status_of(exc)
+    except OSError as exc:  # a full or read-only disk while exporting: exit 5, one line
+        error = storage_error_of(exc, Path("."))
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return exit_status_of(error)
 
 
 def _existing_run(run_dir: Path) -> None:
@@ -150,8 +189,16 @@ async def _status(run_dir: Path, as_json: bool, prices_path: Path | None) -> int
     queue = await open_queue(run_dir)
     try:
         learned = learned_from_meta(await queue.get_meta(META_KEY))
-        report = status_report(run_dir, await queue.counts(), prices, learned)
+        counts = await queue.counts()
+        report = status_report(run_dir, counts, prices, learned)
         report.abandoned_calls = await abandoned_calls(queue)
+        command = await queue.get_meta(COMMAND_KEY)
+        report.retry_failed = retry_failed_hint(run_dir, counts.count(Status.FAILED), command)
+        report.batch = await batch_summary(queue, prices, time.time())
+        if report.batch is not None and report.cost_usd is not None:
+            online, batch = report.batch.online_equivalent_usd, report.batch.cost_usd
+            if online is not None and batch is not None:
+                report.cost_usd = round(report.cost_usd - online + batch, 6)
     finally:
         await queue.close()
     print(msgspec.json.encode(report).decode() if as_json else render_status(report))

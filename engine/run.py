@@ -24,9 +24,11 @@ from engine.abandoned import AbandonedCounter, abandoned_calls
 from engine.commit_waits import CommitWaits
 from engine.crashpoints import NONE as NO_CRASH
 from engine.crashpoints import CrashPoints
+from engine.errors import StorageError
 from engine.output import OutputFiles, row_of
 from engine.pipeline import Pipeline
 from engine.queue import WorkQueue
+from engine.systematic import SystematicFailures
 from schemas.job import ClaimedJob, Done, Failed, Outcome, Released, Retry
 from workers.deadline import DeadlineConfig
 from workers.dispatch import Dispatcher, DispatchStoppedError
@@ -46,6 +48,9 @@ class RunConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retry: RetryPolicy = RetryPolicy()
     seed: int = 0
     deadline: DeadlineConfig = DeadlineConfig()  # adaptive, under timeout_s
+    # issue 16: this many identical permanent rejections of a stage and model with no success
+    # stop the run, those jobs back in the queue (engine.systematic); 0: never stop
+    stop_after_same_errors: int = 10
 
 
 class RunStats:
@@ -86,8 +91,11 @@ class Coordinator:
         pipeline: Pipeline,
         clock: Callable[[], float] = time.time,
         crash: CrashPoints = NO_CRASH,
+        systematic: SystematicFailures | None = None,
     ) -> None:
         self._pipeline = pipeline
+        # permanent failures held while they may be systematic (issue 16)
+        self.systematic = systematic or SystematicFailures(config.stop_after_same_errors)
         self._crash = crash
         self._queue = queue
         self.dispatcher = dispatcher
@@ -126,6 +134,9 @@ class Coordinator:
             ]
             await self._feed()
             await self._drain(workers)
+            # held failures left: a stop came first (back to the queue), or none was systematic
+            for outcome in self.systematic.release_all(as_failed=not self._stop.is_set()):
+                self._outcomes.put_nowait(outcome)
             sweeper.cancel()
             self._outcomes.put_nowait(None)
             await writer
@@ -145,6 +156,10 @@ class Coordinator:
             next_due = await self._queue.next_due()
             if not self._held and next_due is None:
                 return
+            if next_due is None and self._held.keys() <= self.systematic.held_seqs:
+                # nothing left but failures held as possibly systematic: they were not
+                for outcome in self.systematic.release_all(as_failed=True):
+                    self._outcomes.put_nowait(outcome)
             await self._wait_for_change(next_due)
 
     async def _hand_out(self, jobs: list[ClaimedJob]) -> None:
@@ -192,8 +207,16 @@ class Coordinator:
                 raise
             finally:
                 self.stats.in_flight -= 1
-            committed = self._commit_waits.expect(job.seq)
-            self._outcomes.put_nowait(outcome)
+            committed = None
+            for result in self.systematic.observe(job, outcome):
+                if result.seq == job.seq:
+                    committed = self._commit_waits.expect(job.seq)
+                self._outcomes.put_nowait(result)
+            if self.systematic.halt is not None and not self._stop.is_set():
+                self.request_stop()
+            if committed is None:
+                self._changed.set()  # held: the feeder may find nothing else left
+                continue
             await committed  # bounds paid-but-uncommitted calls by the workers (SIGKILL)
 
     def _release_buffered(self) -> None:
@@ -238,9 +261,14 @@ class Coordinator:
 
     async def _commit(self, batch: list[Outcome]) -> None:
         finished = [row_of(o) for o in batch if isinstance(o, Done | Failed)]
-        meta = {**self._output.append(finished), **self.abandoned.meta_for(batch)}
-        self._crash.reach("after_append")
-        await self._queue.commit(batch, meta)
+        mark = self._output.mark()
+        try:
+            meta = {**self._output.append(finished), **self.abandoned.meta_for(batch)}
+            self._crash.reach("after_append")
+            await self._queue.commit(batch, meta)
+        except (StorageError, OSError):
+            self._output.rollback(mark)  # a full disk: the lines of a batch not committed go
+            raise
         for outcome in batch:
             self._release(outcome.seq)
             self.stats.record(outcome)

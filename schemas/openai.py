@@ -13,6 +13,7 @@ import msgspec
 class ChatMessage(msgspec.Struct, omit_defaults=True, gc=False):
     role: str
     content: str | None = None
+    refusal: str | None = None  # the model declined (structured outputs); content is empty
 
 
 class ChatRequest(msgspec.Struct, omit_defaults=True, gc=False):

@@ -16,9 +16,10 @@ import msgspec
 
 from ratelimits.backoff import parse_retry_after
 from ratelimits.limiter import ResetFormatError, parse_reset
-from schemas.openai import any_decoder, chat_response_decoder, json_encoder
+from schemas.openai import Choice, any_decoder, chat_response_decoder, json_encoder
 from workers.errors import (
     CallTimeout,
+    ContentRefused,
     EmptyChoices,
     MalformedResponse,
     TransportError,
@@ -103,6 +104,10 @@ def parse_response(
         raise _malformed(f"not a chat completion: {exc}", status, body, request_id) from None
     if not completion.choices:
         raise EmptyChoices("completion has no choices", status_code=status, request_id=request_id)
+    refused = _refusal(completion.choices)
+    if refused is not None:
+        text = body.decode("utf-8", "replace")
+        raise ContentRefused(refused, status_code=status, body=text, request_id=request_id)
     usage = completion.usage
     if usage is not None and min(usage.prompt_tokens, usage.completion_tokens) < 0:
         raise _malformed("negative token counts in usage", status, body, request_id)
@@ -115,6 +120,19 @@ def parse_response(
         latency_ms=latency_ms,
         ratelimit=parse_ratelimit_headers(headers),
     )
+
+
+def _refusal(choices: list[Choice]) -> str | None:
+    """Why no choice is usable when every one was filtered or refused (None otherwise)."""
+    reasons = []
+    for choice in choices:
+        if choice.finish_reason == "content_filter":
+            reasons.append("the reply was withheld by the content filter (content_filter)")
+        elif choice.message.refusal:
+            reasons.append(f"the model refused (refusal): {choice.message.refusal[:200]}")
+        else:
+            return None
+    return reasons[0]
 
 
 def _malformed(message: str, status: int, body: bytes, request_id: str) -> MalformedResponse:

@@ -11,6 +11,10 @@
     │       ├── EmptyChoices          a well-formed completion with no choices
     │       └── InvalidOutput         a completion that misses its stage's output format
     └── PermanentError               400, 401, 403, 404, 422, other 4xx: the job fails at once
+        └── ContentRefused            a 200 whose every choice was withheld by the provider's
+                                      filter (finish_reason "content_filter") or refused by
+                                      the model (`message.refusal`): asking again gives the
+                                      same answer, so it fails at once with that reason
 
 `is_outage_like` marks the failures a circuit breaker counts as "the API is down".
 """
@@ -98,6 +102,10 @@ class InvalidOutput(MalformedResponse):
 
 class PermanentError(ProviderError):
     """The provider refused the request itself; retrying cannot help."""
+
+
+class ContentRefused(PermanentError):
+    """Every choice was filtered or refused; the completion is kept in `body`."""
 
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})

@@ -28,6 +28,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.errors import storage_error_of
 from engine.persona import templates
 from engine.persona.graph import completion_text
 from engine.persona.sampling import Pair
@@ -73,6 +74,26 @@ async def export_pairs(
         shared[_pair_decoder.decode(value).prompt_id] += 1
     names = file_names(formats)
     tmp = {name: run_dir / f".{name}.tmp" for name in names}
+    try:
+        count = await _write_files(queue, tmp, prices, personas, prompts, shared)
+    except OSError as exc:
+        for path in tmp.values():  # a full disk: no half-written copy left taking the space
+            path.unlink(missing_ok=True)
+        raise storage_error_of(exc, run_dir / names[0]) or exc from None
+    for name in names:
+        os.replace(tmp[name], run_dir / name)
+    return count
+
+
+async def _write_files(
+    queue: WorkQueue,
+    tmp: Mapping[str, Path],
+    prices: Mapping[str, Price],
+    personas: Mapping[str, str],
+    prompts: Mapping[str, Prompt],
+    shared: collections.Counter[str],
+) -> int:
+    """The files' temporary copies, written and synced; how many pairs they hold."""
     count = 0
     # Three things overlap: the queue reads the next chunk's calls (its thread), this thread
     # makes records of this chunk, and a third writes the previous chunk (pyarrow's encoding
@@ -95,8 +116,6 @@ async def export_pairs(
             # the files close only after the last write (even when something failed)
             await asyncio.wait([writing])
         await writing
-    for name in names:
-        os.replace(tmp[name], run_dir / name)
     return count
 
 

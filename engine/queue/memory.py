@@ -10,12 +10,13 @@ share one cache file.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from typing import Self
 
 import msgspec
 
-from engine.queue import CacheSpec, EnqueueConflict, Record
+from engine.queue import CacheSpec, EnqueueConflict, Record, failure_codes
+from schemas.batches import BatchMember, BatchRow, BatchState
 from schemas.job import (
     CachedResult,
     ClaimedJob,
@@ -118,6 +119,9 @@ class MemoryQueue:
         self._seq = itertools.count(1)
         self._meta: dict[str, str] = {}
         self._records: dict[str, dict[str, bytes]] = {}
+        self._batches: dict[str, BatchRow] = {}
+        self._members: dict[str, list[BatchMember]] = {}  # open batches only
+        self._in_batch: set[int] = set()
         self._scope = cache.scope if cache is not None else None
         self.shared_cache: Cache = shared_cache if shared_cache is not None else {}
 
@@ -278,7 +282,10 @@ class MemoryQueue:
         expired = [
             r
             for r in self._rows.values()
-            if r.status is Status.RUNNING and r.lease_until is not None and r.lease_until < now
+            if r.status is Status.RUNNING
+            and r.lease_until is not None
+            and r.lease_until < now
+            and r.seq not in self._in_batch
         ]
         for row in expired:
             row.status = Status.QUEUED
@@ -286,7 +293,30 @@ class MemoryQueue:
         return len(expired)
 
     async def reset_running(self) -> int:
-        return await self.sweep(float("inf"))
+        running = [
+            r
+            for r in self._rows.values()
+            if r.status is Status.RUNNING and r.seq not in self._in_batch
+        ]
+        for row in running:
+            row.status = Status.QUEUED
+            row.lease_until = None
+        return len(running)
+
+    async def requeue_failed(self, codes: Collection[str] = ()) -> int:
+        wanted = frozenset(codes)
+        picked = [
+            r
+            for r in self._rows.values()
+            if r.status is Status.FAILED and (not wanted or failure_codes(r.error) & wanted)
+        ]
+        for row in picked:
+            row.status = Status.QUEUED
+            row.attempts = 0
+            row.next_run_at = 0.0
+            row.lease_until = None
+            row.finished_at = None
+        return len(picked)
 
     async def has_running(self) -> bool:
         return any(r.status is Status.RUNNING for r in self._rows.values())
@@ -337,3 +367,44 @@ class MemoryQueue:
 
     async def set_meta(self, values: Mapping[str, str]) -> None:
         self._meta.update(values)
+
+    # -- Batch API bookkeeping -------------------------------------------------------------
+
+    async def batch_open(self, batch: BatchRow, members: Sequence[BatchMember]) -> None:
+        taken = [m.seq for m in members if m.seq in self._in_batch]
+        if batch.key in self._batches or taken:
+            raise ValueError(f"batch {batch.key} or its jobs {taken} are already recorded")
+        self._batches[batch.key] = msgspec.structs.replace(batch)
+        self._members[batch.key] = list(members)
+        self._in_batch.update(m.seq for m in members)
+
+    async def batch_update(self, batch: BatchRow) -> None:
+        if batch.key in self._batches:
+            self._batches[batch.key] = msgspec.structs.replace(batch)
+
+    async def batches(self, include_closed: bool = False) -> list[BatchRow]:
+        rows = sorted(self._batches.values(), key=lambda b: b.key)
+        return [
+            msgspec.structs.replace(b)
+            for b in rows
+            if include_closed or b.state is not BatchState.CLOSED
+        ]
+
+    async def batch_members(self, key: str) -> list[tuple[ClaimedJob, str]]:
+        found = []
+        for m in self._members.get(key, []):
+            r = self._rows[m.seq]
+            job = ClaimedJob(
+                r.seq, r.id, r.stage, r.attempts, m.fingerprint, b"", r.first_started_at,
+                r.model, r.est_tokens,
+            )  # fmt: skip
+            found.append((job, m.custom_id))
+        return found
+
+    async def batch_settle(
+        self, batch: BatchRow, outcomes: Sequence[Outcome], meta: Mapping[str, str]
+    ) -> None:
+        for m in self._members.pop(batch.key, []):
+            self._in_batch.discard(m.seq)
+        await self.commit(outcomes, meta)
+        self._batches[batch.key] = msgspec.structs.replace(batch)

@@ -6,20 +6,31 @@ thread, so each call is one hop off the event loop: callers batch.
 
 Schema versions: 1 kept the PERSONA pipeline's personas, prompts and pairs in tables of their
 own; 2 keeps every pipeline's data in `records` (a version-1 file is migrated on open, in one
-transaction); 3 stores response bodies compressed (`engine.queue.blobs`) with the dictionaries
-in `blob_dicts` (a version-2 file gains the table; its bodies stay readable as they are).
-The response cache's `responses` table is keyed by (endpoint scope, fingerprint);
-the version-1 cache table `entries`, keyed by fingerprint alone, is left in place and never
-read (its answers cannot be told apart by endpoint).
+transaction); 3 adds the Batch API's `batches` and `batch_jobs` (a job is in at most one open
+batch: `batch_jobs.seq` is its primary key); 4 stores response bodies compressed
+(`engine.queue.blobs`) with their dictionaries in `blob_dicts` (in the queue and in the cache;
+bodies stored before stay readable as they are). The response cache's `responses` table is keyed
+by (endpoint scope, fingerprint); the version-1 cache table `entries`, keyed by fingerprint
+alone, is left in place and never read (its answers cannot be told apart by endpoint).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
 import sqlite3
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -27,8 +38,10 @@ from typing import Any, Self, TypeVar
 
 import msgspec
 
-from engine.queue import CacheSpec, EnqueueConflict, Record, SchemaVersionError
+from engine.errors import StorageError
+from engine.queue import CacheSpec, EnqueueConflict, Record, SchemaVersionError, failure_codes
 from engine.queue.blobs import BlobCodec
+from schemas.batches import BatchMember, BatchRow, batch_row_decoder, batch_row_encoder
 from schemas.job import (
     CachedResult,
     ClaimedJob,
@@ -44,7 +57,7 @@ from schemas.job import (
     TerminalRow,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _T = TypeVar("_T")
 SHARDS = 64
 _STATUSES = ", ".join(f"'{s.value}'" for s in Status)
@@ -97,9 +110,15 @@ CREATE TABLE records (
 )
 """
 
+_BATCHES = (
+    "CREATE TABLE batches (key TEXT PRIMARY KEY, state TEXT NOT NULL, row BLOB NOT NULL)",
+    "CREATE TABLE batch_jobs (seq INTEGER PRIMARY KEY, batch_key TEXT NOT NULL, "
+    "line INTEGER NOT NULL, custom_id TEXT NOT NULL, fingerprint TEXT NOT NULL)",
+    "CREATE INDEX batch_jobs_key ON batch_jobs (batch_key, line)",
+)
 # dictionaries of the compressed bodies (engine.queue.blobs), in the queue and in the cache
 _BLOB_DICTS = "CREATE TABLE {schema}blob_dicts (id INTEGER PRIMARY KEY, data BLOB NOT NULL)"
-_V2_TO_V3 = (_BLOB_DICTS.format(schema=""),)
+_NOT_IN_BATCH = "AND seq NOT IN (SELECT seq FROM batch_jobs)"
 
 # version 1 -> 2: the PERSONA tables become records (JSON values), in their insertion order
 _V1_TO_V2 = (
@@ -151,6 +170,12 @@ WHERE seq = ? AND status = 'running'
 
 _RELEASED = "UPDATE jobs SET status = 'queued', lease_until = NULL WHERE seq = ?"
 
+_REQUEUE_FAILED = """
+UPDATE jobs SET status = 'queued', attempts = 0, next_run_at = 0, lease_until = NULL,
+    finished_at = NULL
+WHERE status = 'failed'
+"""
+
 _SET_META = (
     "INSERT INTO meta (key, value) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -177,12 +202,12 @@ CREATE TABLE IF NOT EXISTS cache.responses (
 )
 """
 _CACHE_DICTS = _BLOB_DICTS.format(schema="IF NOT EXISTS cache.")
+_CACHE_DICT_PUT = "INSERT OR IGNORE INTO cache.blob_dicts (id, data) VALUES (?, ?)"
 _CACHE_PUT = (
     "INSERT OR IGNORE INTO cache.responses "
     "(scope, fingerprint, result, prompt_tokens, completion_tokens, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
-_CACHE_DICT_PUT = "INSERT OR IGNORE INTO cache.blob_dicts (id, data) VALUES (?, ?)"
 _IN_CHUNK = 5000  # ids per `IN (…)` (SQLite allows 32,766 variables)
 
 _error_encoder = msgspec.json.Encoder()
@@ -214,6 +239,7 @@ class SQLiteQueue:
         self._thread = thread
         self._scope = scope  # the cache scope; None: no cache
         self.path = path
+        self._cache_path: Path | None = None
 
     @classmethod
     async def open(cls, path: Path, cache: CacheSpec | None = None) -> Self:
@@ -224,14 +250,23 @@ class SQLiteQueue:
         cache_path = cache.path if cache is not None else None
         try:
             db, codec = await loop.run_in_executor(thread, _connect, path, cache_path)
+        except sqlite3.Error as exc:
+            thread.shutdown(wait=False)
+            raise _storage_error(exc, path, cache_path) or exc from None
         except BaseException:
             thread.shutdown(wait=False)
             raise
-        return cls(db, codec, path, thread, cache.scope if cache is not None else None)
+        queue = cls(db, codec, path, thread, cache.scope if cache is not None else None)
+        queue._cache_path = cache_path
+        return queue
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, fn, *args)
+        try:
+            return await loop.run_in_executor(self._thread, fn, *args)
+        except sqlite3.Error as exc:
+            # "database or disk is full", a read-only file: one line naming the path, exit 5
+            raise _storage_error(exc, self.path, self._cache_path) or exc from None
 
     async def close(self) -> None:
         await self._call(self._db.close)
@@ -242,10 +277,11 @@ class SQLiteQueue:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")  # may fail too (a full disk): then roll back as well
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     async def enqueue(
         self,
@@ -348,24 +384,78 @@ class SQLiteQueue:
 
     def _commit(self, outcomes: Sequence[Outcome], meta: dict[str, str]) -> None:
         groups = _group(outcomes, self._scope, self._codec.encode)
-        done, retry, failed, released, fresh, parents = groups
         with self._transaction() as db:
-            if new_dictionary := self._codec.take_new_dictionary():
-                # stored before (in the same transaction as) the first bodies it compressed
-                db.execute("INSERT INTO blob_dicts (id, data) VALUES (?, ?)", new_dictionary)
-                if self._scope is not None:
-                    db.execute(_CACHE_DICT_PUT, new_dictionary)
-            if fresh:
-                db.executemany(_CACHE_PUT, fresh)
-            for sql, rows in ((_DONE, done), (_RETRY, retry), (_FAILED, failed)):
-                if rows:
-                    db.executemany(sql, rows)
-            if released:
-                db.executemany(_RELEASED, released)
-            if meta:
-                db.executemany(_SET_META, list(meta.items()))
-            if parents:
-                db.executemany(_RELEASE_CHILDREN, parents)
+            self._store_new_dictionary(db)
+            _apply(db, groups, meta)
+
+    def _store_new_dictionary(self, db: sqlite3.Connection) -> None:
+        """A dictionary the codec trained while encoding this commit's bodies: stored in the
+        same transaction as (before) the first bodies compressed with it."""
+        if new_dictionary := self._codec.take_new_dictionary():
+            db.execute("INSERT INTO blob_dicts (id, data) VALUES (?, ?)", new_dictionary)
+            if self._scope is not None:
+                db.execute(_CACHE_DICT_PUT, new_dictionary)
+
+    async def batch_open(self, batch: BatchRow, members: Sequence[BatchMember]) -> None:
+        rows = [(m.seq, batch.key, i, m.custom_id, m.fingerprint) for i, m in enumerate(members)]
+        await self._call(self._batch_open, batch, rows)
+
+    def _batch_open(self, batch: BatchRow, rows: _Rows) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO batches (key, state, row) VALUES (?, ?, ?)",
+                (batch.key, batch.state.value, batch_row_encoder.encode(batch)),
+            )
+            db.executemany(
+                "INSERT INTO batch_jobs (seq, batch_key, line, custom_id, fingerprint) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    async def batch_update(self, batch: BatchRow) -> None:
+        await self._call(
+            self._rowcount,
+            "UPDATE batches SET state = ?, row = ? WHERE key = ?",
+            (batch.state.value, batch_row_encoder.encode(batch), batch.key),
+        )
+
+    async def batches(self, include_closed: bool = False) -> list[BatchRow]:
+        where = "" if include_closed else "WHERE state <> 'closed'"
+        rows = await self._call(self._fetch, f"SELECT row FROM batches {where} ORDER BY key", ())
+        return [batch_row_decoder.decode(r[0]) for r in rows]
+
+    def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return self._db.execute(sql, params).fetchall()
+
+    async def batch_members(self, key: str) -> list[tuple[ClaimedJob, str]]:
+        rows = await self._call(
+            self._fetch,
+            "SELECT j.seq, j.id, j.stage, j.attempts, b.fingerprint, j.first_started_at, "
+            "j.model, j.est_tokens, b.custom_id FROM batch_jobs AS b JOIN jobs AS j "
+            "ON j.seq = b.seq WHERE b.batch_key = ? ORDER BY b.line",
+            (key,),
+        )
+        return [
+            (ClaimedJob(r[0], r[1], r[2], r[3], r[4], b"", r[5], r[6], r[7]), r[8]) for r in rows
+        ]
+
+    async def batch_settle(
+        self, batch: BatchRow, outcomes: Sequence[Outcome], meta: Mapping[str, str]
+    ) -> None:
+        await self._call(self._batch_settle, batch, outcomes, dict(meta))
+
+    def _batch_settle(
+        self, batch: BatchRow, outcomes: Sequence[Outcome], meta: dict[str, str]
+    ) -> None:
+        groups = _group(outcomes, self._scope, self._codec.encode)
+        with self._transaction() as db:
+            db.execute("DELETE FROM batch_jobs WHERE batch_key = ?", (batch.key,))
+            self._store_new_dictionary(db)
+            _apply(db, groups, meta)
+            db.execute(
+                "UPDATE batches SET state = ?, row = ? WHERE key = ?",
+                (batch.state.value, batch_row_encoder.encode(batch), batch.key),
+            )
 
     async def cached_results(self, fingerprints: Sequence[str]) -> dict[str, CachedResult]:
         if self._scope is None or not fingerprints:
@@ -425,19 +515,31 @@ class SQLiteQueue:
         return await self._call(
             self._rowcount,
             "UPDATE jobs SET status = 'queued', lease_until = NULL "
-            "WHERE status = 'running' AND lease_until < ?",
+            f"WHERE status = 'running' AND lease_until < ? {_NOT_IN_BATCH}",
             (now,),
         )
 
     async def reset_running(self) -> int:
         return await self._call(
             self._rowcount,
-            "UPDATE jobs SET status = 'queued', lease_until = NULL WHERE status = 'running'",
+            f"UPDATE jobs SET status = 'queued', lease_until = NULL WHERE status = 'running' "
+            f"{_NOT_IN_BATCH}",
             (),
         )
 
     def _rowcount(self, sql: str, params: tuple[Any, ...]) -> int:
         return self._db.execute(sql, params).rowcount
+
+    async def requeue_failed(self, codes: Collection[str] = ()) -> int:
+        return await self._call(self._requeue_failed, frozenset(codes))
+
+    def _requeue_failed(self, codes: frozenset[str]) -> int:
+        with self._transaction() as db:
+            if not codes:
+                return db.execute(_REQUEUE_FAILED).rowcount
+            rows = db.execute("SELECT seq, error FROM jobs WHERE status = 'failed'").fetchall()
+            picked = [(seq,) for seq, error in rows if failure_codes(error) & codes]
+            return db.executemany(_REQUEUE_FAILED + " AND seq = ?", picked).rowcount
 
     async def has_running(self) -> bool:
         value = await self._scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'running')")
@@ -574,6 +676,46 @@ def _stored_dictionaries(db: sqlite3.Connection, attached_cache: bool) -> list[t
     return rows
 
 
+#: SQLite primary result codes that mean the filesystem refused a write
+_STORAGE_CODES = {
+    sqlite3.SQLITE_FULL: errno.ENOSPC,
+    sqlite3.SQLITE_READONLY: errno.EROFS,
+    sqlite3.SQLITE_CANTOPEN: errno.EACCES,
+    sqlite3.SQLITE_IOERR: errno.ENOSPC,  # a failed write of the WAL or the journal
+}
+
+
+def _storage_error(exc: sqlite3.Error, path: Path, cache: Path | None) -> StorageError | None:
+    """The StorageError a SQLite error means, naming the queue or the cache file (the one
+    whose filesystem has less room: one transaction writes both), or None."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None or (code & 0xFF) not in _STORAGE_CODES:
+        return None
+    errno_of = _STORAGE_CODES[code & 0xFF]
+    blamed = path
+    if cache is not None and _free_bytes(cache) < _free_bytes(path):
+        blamed = cache
+    free = _free_bytes(blamed)
+    if free < 0:
+        errno_of = errno.EROFS
+    elif (code & 0xFF) == sqlite3.SQLITE_IOERR and free > _NEARLY_FULL:
+        return None  # an I/O error on a disk with room: not ours to explain
+    return StorageError(blamed, errno_of)
+
+
+_NEARLY_FULL = 1 << 20  # an I/O error with less than this free is taken for a full disk
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        stat = os.statvfs(path.parent)
+    except OSError:
+        return 0
+    if stat.f_flag & os.ST_RDONLY:
+        return -1
+    return stat.f_bavail * stat.f_frsize
+
+
 def _terminal_row(r: Sequence[Any], result: bytes | None) -> TerminalRow:
     return TerminalRow(
         seq=r[0],
@@ -605,9 +747,14 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         return
     if version == 0:
         statements = [s for s in _SCHEMA_V1.split(";") if s.strip()] + [_RECORDS]
+    elif version == 1:
+        statements = list(_V1_TO_V2)
     else:
-        statements = list(_V1_TO_V2) if version == 1 else []
-    statements += _V2_TO_V3
+        statements = []
+    if version < 3:  # version 3 added the Batch API tables
+        statements += _BATCHES
+    if version < 4:  # version 4: compressed bodies and their dictionaries
+        statements.append(_BLOB_DICTS.format(schema=""))
     # Not executescript (it commits on its own): one transaction, so a crash here leaves the
     # file as it was.
     db.execute("BEGIN IMMEDIATE")
@@ -623,6 +770,22 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
 
 _Rows = list[tuple[Any, ...]]
 _Groups = tuple[_Rows, _Rows, _Rows, _Rows, _Rows, _Rows]
+
+
+def _apply(db: sqlite3.Connection, groups: _Groups, meta: dict[str, str]) -> None:
+    """The statements of a commit of outcomes, inside the caller's transaction."""
+    done, retry, failed, released, fresh, parents = groups
+    if fresh:
+        db.executemany(_CACHE_PUT, fresh)
+    for sql, rows in ((_DONE, done), (_RETRY, retry), (_FAILED, failed)):
+        if rows:
+            db.executemany(sql, rows)
+    if released:
+        db.executemany(_RELEASED, released)
+    if meta:
+        db.executemany(_SET_META, list(meta.items()))
+    if parents:
+        db.executemany(_RELEASE_CHILDREN, parents)
 
 
 def _group(

@@ -7,6 +7,7 @@ persistence across a reopen) take `sqlite_queue`.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from engine.inputs import canonical_body, fingerprint
 from engine.queue import CacheSpec, EnqueueConflict, SchemaVersionError, WorkQueue
 from engine.queue.memory import MemoryQueue
 from engine.queue.sqlite import SCHEMA_VERSION, SQLiteQueue
+from schemas.batches import BatchMember, BatchRow, BatchState
 from schemas.job import Done, ErrorInfo, Failed, NewJob, Outcome, Released, Retry, Status
 
 BACKENDS = ("sqlite", "memory")
@@ -317,3 +319,172 @@ async def test_sqlite_first_enqueue_builds_the_indexes_after_the_rows(tmp_path: 
         assert {"jobs_ready", "jobs_due", "jobs_parent"} <= names
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("SELECT count(*) FROM jobs").fetchone()[0] == 20
+
+
+def _failed(job_seq: int, job_id: str, status: int, code: str, attempts: int = 3) -> Failed:
+    body = json.dumps({"error": {"message": "no", "type": "invalid_request_error", "code": code}})
+    error = ErrorInfo("PermanentError", f"HTTP {status}", status, body)
+    return Failed(job_seq, job_id, attempts, error, 100.0, 101.0, 100.0)
+
+
+async def test_requeue_failed_gives_fresh_attempts_and_runs_again(queue: WorkQueue) -> None:
+    await queue.enqueue([make_job(i) for i in range(4)])
+    a, b, c, d = await queue.claim(4, now=100.0, lease_s=60.0)
+    await queue.commit(
+        [
+            done(a.seq, a.id),
+            _failed(b.seq, b.id, 400, "invalid_value"),
+            _failed(c.seq, c.id, 401, "invalid_api_key"),
+            Retry(d.seq, ErrorInfo("ServerError", "HTTP 503", 503), 900.0, 100.0),
+        ],
+        {},
+    )
+    assert await queue.requeue_failed() == 2
+    counts = await queue.counts()
+    assert counts.by_status == {"done": 1, "queued": 3}
+    assert [t.id for t in [row async for row in queue.iter_terminal()]] == [a.id]
+    again = await queue.claim(10, now=200.0, lease_s=60.0)  # due now, before the retry
+    assert [(j.id, j.attempts) for j in again] == [(b.id, 0), (c.id, 0)]
+    assert await queue.requeue_failed() == 0  # nothing failed any more
+
+
+async def test_requeue_failed_by_status_or_error_code(queue: WorkQueue) -> None:
+    await queue.enqueue([make_job(i) for i in range(3)])
+    a, b, c = await queue.claim(3, now=100.0, lease_s=60.0)
+    refused = ErrorInfo(
+        "ContentRefused",
+        "the reply was withheld: finish_reason content_filter",
+        200,
+        '{"choices": [{"index": 0, "message": {"role": "assistant"}, '
+        '"finish_reason": "content_filter"}]}',
+    )
+    await queue.commit(
+        [
+            _failed(a.seq, a.id, 400, "invalid_value"),
+            _failed(b.seq, b.id, 401, "invalid_api_key"),
+            Failed(c.seq, c.id, 1, refused, 100.0, 101.0, 100.0),
+        ],
+        {},
+    )
+    assert await queue.requeue_failed(["invalid_api_key"]) == 1
+    assert await queue.requeue_failed(["404", "no_such_code"]) == 0
+    assert await queue.requeue_failed(["content_filter"]) == 1
+    claimed = await queue.claim(10, now=200.0, lease_s=60.0)
+    assert sorted(j.id for j in claimed) == sorted([b.id, c.id])
+    assert await queue.requeue_failed(["400"]) == 1
+    assert (await queue.counts()).by_status == {"queued": 1, "running": 2}
+
+
+async def test_a_requeued_parent_releases_its_waiting_child(queue: WorkQueue) -> None:
+    parent = make_job(1)
+    child = NewJob("child", "fp-child", b"", parent_id=parent.id)
+    await queue.enqueue([parent, child])
+    (claimed,) = await queue.claim(10, now=100.0, lease_s=60.0)
+    await queue.commit([_failed(claimed.seq, claimed.id, 404, "model_not_found")], {})
+    assert await queue.requeue_failed() == 1
+    (again,) = await queue.claim(10, now=200.0, lease_s=60.0)
+    assert again.id == parent.id
+    await queue.commit([done(again.seq, again.id)], {})
+    assert [j.id for j in await queue.claim(10, now=300.0, lease_s=60.0)] == ["child"]
+
+
+# -- Batch API bookkeeping (engine.batch) ---------------------------------------------------
+
+
+def _batch(key: str, requests: int) -> BatchRow:
+    return BatchRow(
+        key=key, state=BatchState.PREPARED, requests=requests, bytes=10, est_tokens=5,
+        created_at=1.0,
+    )  # fmt: skip
+
+
+async def _open_batch(queue: WorkQueue, key: str, n: int) -> list[int]:
+    claimed = await queue.claim(n, 0.0, 30.0)
+    members = [BatchMember(j.seq, j.id, f"fp-{j.id}") for j in claimed]
+    await queue.batch_open(_batch(key, len(members)), members)
+    return [j.seq for j in claimed]
+
+
+async def test_batch_members_are_neither_swept_nor_reset(queue: WorkQueue) -> None:
+    await queue.enqueue([make_job(i, text=f"t{i}") for i in range(4)])
+    seqs = await _open_batch(queue, "b1", 2)
+    loose = await queue.claim(1, 0.0, 30.0)
+    assert await queue.sweep(1e9) == 1  # the loose claim's lease expired; the batch's did not
+    assert await queue.reset_running() == 0
+    assert (await queue.counts()).count(Status.RUNNING) == 2
+    again = await queue.claim(10, 0.0, 30.0)
+    assert {j.seq for j in again}.isdisjoint(seqs)
+    assert loose[0].seq in {j.seq for j in again}
+
+
+async def test_batch_rows_are_stored_and_listed(queue: WorkQueue) -> None:
+    await queue.enqueue([make_job(i, text=f"t{i}") for i in range(3)])
+    await _open_batch(queue, "b1", 3)
+    [row] = await queue.batches()
+    assert row.state is BatchState.PREPARED
+    assert row.requests == 3
+    row.state, row.input_file_id = BatchState.UPLOADED, "file-1"
+    await queue.batch_update(row)
+    [stored] = await queue.batches()
+    assert stored.input_file_id == "file-1"
+    assert stored.state is BatchState.UPLOADED
+    members = await queue.batch_members("b1")
+    assert [custom_id for _, custom_id in members] == ["job-0", "job-1", "job-2"]
+    assert [job.fingerprint for job, _ in members] == ["fp-job-0", "fp-job-1", "fp-job-2"]
+    assert all(job.payload == b"" for job, _ in members)
+
+
+async def test_batch_settle_commits_outcomes_and_frees_members(queue: WorkQueue) -> None:
+    await queue.enqueue([make_job(i, text=f"t{i}") for i in range(3)])
+    seqs = await _open_batch(queue, "b1", 3)
+    [row] = await queue.batches()
+    row.state = BatchState.CLOSED
+    retry = Retry(seqs[1], ErrorInfo("ServerError", "500"), next_run_at=0.0, started_at=1.0)
+    failed = Failed(seqs[2], "job-2", 1, ErrorInfo("PermanentError", "400", 400), 1.0, 2.0, 1.0)
+    await queue.batch_settle(row, [done(seqs[0], "job-0"), retry, failed], {"k": "v"})
+    assert await queue.batches() == []
+    [closed] = await queue.batches(include_closed=True)
+    assert closed.state is BatchState.CLOSED
+    assert await queue.batch_members("b1") == []
+    counts = await queue.counts()
+    assert (counts.count(Status.DONE), counts.count(Status.QUEUED)) == (1, 1)
+    assert counts.count(Status.FAILED) == 1
+    assert await queue.get_meta("k") == "v"
+    [claimed] = await queue.claim(5, 1.0, 30.0)  # the retried job is claimable again
+    assert claimed.seq == seqs[1]
+
+
+async def test_batches_survive_a_reopen(tmp_path: Path) -> None:
+    first = await SQLiteQueue.open(tmp_path / "q.sqlite")
+    await first.enqueue([make_job(i, text=f"t{i}") for i in range(2)])
+    await _open_batch(first, "b1", 2)
+    await first.close()
+    second = await SQLiteQueue.open(tmp_path / "q.sqlite")
+    try:
+        assert await second.reset_running() == 0
+        assert [b.key for b in await second.batches()] == ["b1"]
+        assert len(await second.batch_members("b1")) == 2
+    finally:
+        await second.close()
+
+
+async def test_version_2_file_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite"
+    q = await SQLiteQueue.open(path)
+    await q.enqueue([make_job(1)])
+    await q.close()
+    with sqlite3.connect(path) as db:  # take it back to what version 2 wrote
+        db.execute("DROP TABLE batch_jobs")
+        db.execute("DROP TABLE batches")
+        db.execute("DROP TABLE blob_dicts")
+        db.execute("PRAGMA user_version = 2")
+    queue = await SQLiteQueue.open(path)
+    try:
+        assert (await queue.counts()).total == 1
+        assert await queue.batches() == []
+        await _open_batch(queue, "b1", 1)
+        assert len(await queue.batch_members("b1")) == 1
+    finally:
+        await queue.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.latency_file import read_latency
 from bench.report import report_decoder
 from tests.helpers import ROOT, engine_env
 
@@ -48,6 +49,10 @@ def test_tiny_run_measures_every_variant_side_by_side(tmp_path: Path) -> None:
         assert max(p.jobs_per_s for p in run.series) > 0
     assert report.runs[0].rate_vs_bare == 1.0
     assert (out / "report.png").read_bytes().startswith(b"\x89PNG")
+    latency = read_latency(out / "latency.json")  # what `bench plot` draws the CDFs from
+    assert [(r.variant, r.api.count, len(r.api.ms)) for r in latency.runs] == [
+        ("bare", 200, 200), ("engine", 200, 200), ("engine-sdk", 200, 200)
+    ]  # fmt: skip
     assert "| engine-sdk | 8 | 200 | 0 |" in (out / "report.md").read_text()
     assert not (out / "requests.jsonl").exists()  # bulky files go unless --keep
     assert not (out / "c8-engine" / "run").exists()

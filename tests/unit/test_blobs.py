@@ -113,14 +113,14 @@ async def test_queue_and_cache_keep_bodies_compressed_and_exact(tmp_path: Path) 
     await other.close()
 
 
-async def test_version_2_file_keeps_its_bodies(tmp_path: Path) -> None:
+async def test_version_3_file_keeps_its_bodies(tmp_path: Path) -> None:
     path = tmp_path / "queue.sqlite"
     queue = await SQLiteQueue.open(path)
     await _run_jobs(queue, 10)
     await queue.close()
-    with sqlite3.connect(path) as db:  # as a version-2 engine left it
+    with sqlite3.connect(path) as db:  # as a version-3 engine left it
         db.execute("DROP TABLE blob_dicts")
-        db.execute("PRAGMA user_version = 2")
+        db.execute("PRAGMA user_version = 3")
     queue = await SQLiteQueue.open(path)
     rows = await queue.done_rows([f"job-{i}" for i in range(10)])
     assert [rows[f"job-{i}"].result for i in range(10)] == [body(i) for i in range(10)]

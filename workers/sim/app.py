@@ -5,7 +5,9 @@ Endpoints:
   the configured faults: outage 503, 400 / 404, 429 over the rpm/tpm limits, injected
   429 / 500 / 503 / hang / malformed 200 (see `SimConfig`).
 - `GET /v1/models`: `config.models`, or `["sim-small"]`.
-- `GET /stats`, `POST /stats/reset`: counters (`workers.sim.stats.SimStats`).
+- `/v1/files`, `/v1/batches`: the Batch API (`workers.sim.batches`), batches advanced by polls.
+- `GET /stats`, `POST /stats/reset`: counters (`workers.sim.stats.SimStats`);
+  `GET /stats/batch-submissions`: how many times each custom_id was submitted in a batch.
 
 The parts: `sim_config` (the config), `sim_text` (reply text and token counts), `sim_limits`
 (rate-limit buckets), `sim_faults` (fault draws, outage window), `sim_bodies` (encoded
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 SIMULATOR_KEY = web.AppKey("simulator", Simulator)
-MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_BODY_BYTES = 256 * 1024 * 1024  # a Batch API input file may hold 200 MB
 SHUTDOWN_GRACE_S = 2.0  # pending latencies and hangs are cut short at once; this is a backstop
 
 
@@ -62,6 +64,7 @@ def create_app(config: SimConfig) -> web.Application:
     app.router.add_get("/v1/models", sim.models)
     app.router.add_get("/stats", sim.stats)
     app.router.add_post("/stats/reset", sim.reset_stats)
+    sim.batches.add_routes(app)  # /v1/files, /v1/batches
     return app
 
 
@@ -79,7 +82,7 @@ class RunningSimulator:
 
     def stats(self) -> dict[str, Any]:
         """The same counters as `GET /stats`."""
-        snapshot: dict[str, Any] = msgspec.to_builtins(self._sim.counters.snapshot())
+        snapshot: dict[str, Any] = msgspec.to_builtins(self._sim.snapshot())
         return snapshot
 
     async def stop(self) -> None:

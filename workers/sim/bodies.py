@@ -34,6 +34,13 @@ def over_limit(wait_s: float | None) -> bytes:
     return error_body(f"rate limit reached{later}", "requests", "rate_limit_exceeded")
 
 
+INVALID_API_KEY = error_body(
+    "Incorrect API key provided. You can find your API key in your account settings.",
+    "invalid_request_error",
+    "invalid_api_key",
+)
+
+
 def model_not_found(model: str) -> bytes:
     return error_body(
         f"The model `{model}` does not exist or you do not have access to it.",

@@ -1,7 +1,8 @@
 """What the simulator injects into a request: a fault, a latency (policy as data, pure functions).
 
 One uniform draw per completion request, in arrival order, from `random.Random(config.seed)`,
-is mapped onto consecutive bands of [0, 1): error, rate limit, timeout, malformed, then none.
+is mapped onto consecutive bands of [0, 1): error, rate limit, timeout, malformed, content filter,
+then none.
 The position inside a band picks the variant (500 or 503; which broken body), so a seed
 always gives the same sequence of faults without a second draw.
 """
@@ -24,6 +25,7 @@ class Fault(enum.Enum):
     TRUNCATED_JSON = "truncated_json"
     NOT_JSON = "not_json"
     NO_CHOICES = "no_choices"
+    CONTENT_FILTER = "content_filter"
 
 
 _VARIANTS: dict[str, tuple[Fault, ...]] = {
@@ -31,6 +33,7 @@ _VARIANTS: dict[str, tuple[Fault, ...]] = {
     "rate_limit_rate": (Fault.RATE_LIMITED,),
     "timeout_rate": (Fault.HANG,),
     "malformed_rate": (Fault.TRUNCATED_JSON, Fault.NOT_JSON, Fault.NO_CHOICES),
+    "content_filter_rate": (Fault.CONTENT_FILTER,),
 }
 
 

@@ -28,10 +28,11 @@ from schemas.openai import (
     json_encoder,
 )
 from workers.sim import bodies, streaming, structured
+from workers.sim.batches import BatchApi
 from workers.sim.config import SimConfig
 from workers.sim.faults import Fault, FaultPlan, draw_latency_s, in_outage
 from workers.sim.limits import SimRateLimiter, retry_after_headers
-from workers.sim.stats import SimCounters
+from workers.sim.stats import SimCounters, SimStats
 from workers.sim.text import (
     PLAIN,
     ReplyMaker,
@@ -127,6 +128,8 @@ class Simulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started_s = 0.0
         self._limiter = SimRateLimiter(None, None, 0.0)
+        self._authorization = None if config.api_key is None else f"Bearer {config.api_key}"
+        self.batches = BatchApi(self)
 
     async def on_startup(self, _app: web.Application) -> None:
         """Start the clocks: the outage window and the rate-limit buckets count from here."""
@@ -185,6 +188,9 @@ class Simulator:
 
     async def _answer(self, request: web.Request, fault: Fault, latency_s: float) -> web.Response:
         loop = self._running_loop()
+        authorization = self._authorization
+        if authorization is not None and request.headers.get("Authorization") != authorization:
+            raise Rejection(401, bodies.INVALID_API_KEY)
         elapsed_s = loop.time() - self._started_s
         if self._outage_set and in_outage(elapsed_s, self.config, self._outage_began_s):
             raise Rejection(503, bodies.OUTAGE)
@@ -246,10 +252,30 @@ class Simulator:
         if fault is Fault.OVERLOADED:
             raise Rejection(503, bodies.OVERLOADED, headers)
         request_id = self._next_id()
+        if fault is Fault.CONTENT_FILTER:
+            headers["x-request-id"] = f"req_{request_id}"
+            filtered = self._filtered(chat, prompt, request_id)
+            return web.Response(body=filtered, content_type=bodies.JSON, headers=headers)
         valid, _fp, _completion = self._render(body, chat, prompt, cap, request_id)
         broken, content_type = bodies.malformed_body(fault, valid, request_id)
         headers["x-request-id"] = f"req_{request_id}"
         return web.Response(body=broken, content_type=content_type, headers=headers)
+
+    def _filtered(self, chat: ChatRequest, prompt: int, request_id: str) -> bytes:
+        """A completion whose every choice the (simulated) content filter withheld."""
+        message = ChatMessage(role="assistant")
+        choices = [
+            Choice(index=i, message=message, finish_reason="content_filter")
+            for i in range(chat.n or 1)
+        ]
+        response = ChatResponse(
+            id=f"chatcmpl-{request_id}",
+            choices=choices,
+            model=chat.model,
+            created=int(time.time()),
+            usage=Usage(prompt, 0, prompt),
+        )
+        return bodies.completion_body(response)
 
     def _next_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):012x}"
@@ -291,14 +317,31 @@ class Simulator:
         )
         return bodies.completion_body(response), fp, completion
 
+    def complete_line(self, body: bytes) -> tuple[int, bytes]:
+        """(status, body) of one Batch API line (workers.sim.batches): the same validation
+        and reply as `chat_completions`, without latency, limits or online faults."""
+        try:
+            chat = decode_request(body, self._models)
+            schema = _json_schema(body)
+        except Rejection as rejection:
+            return rejection.status, rejection.body
+        cap = chat.max_completion_tokens or chat.max_tokens
+        payload, _fp, _completion = self._render(
+            body, chat, prompt_tokens(chat.messages), cap, self._next_id(), schema
+        )
+        return 200, payload
+
+    def snapshot(self) -> SimStats:
+        """The counters of `GET /stats`: the online ones and the Batch API's."""
+        return msgspec.structs.replace(self.counters.snapshot(), **self.batches.counters())
+
     async def models(self, _request: web.Request) -> web.Response:
         return web.Response(body=self.models_body, content_type=bodies.JSON)
 
     async def stats(self, _request: web.Request) -> web.Response:
-        return web.Response(
-            body=json_encoder.encode(self.counters.snapshot()), content_type=bodies.JSON
-        )
+        return web.Response(body=json_encoder.encode(self.snapshot()), content_type=bodies.JSON)
 
     async def reset_stats(self, _request: web.Request) -> web.Response:
         self.counters.reset()
+        self.batches.reset()
         return await self.stats(_request)

@@ -17,6 +17,14 @@ class SimStats(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     completion_tokens: int  # summed over valid completions
     by_stage: dict[str, int]  # valid completions by the X-Engine-Stage request header
     in_flight: int  # completion requests being handled now
+    # the Batch API (workers.sim.batches): batches created, lines received in them (a
+    # custom_id submitted again counts again), lines answered 200, and resubmissions
+    batches_created: int = 0
+    batch_lines_received: int = 0
+    batch_lines_served: int = 0
+    batch_lines_resubmitted: int = 0  # sum over custom_ids of (times submitted - 1)
+    batch_max_submissions: int = 0  # the most times any one custom_id was submitted
+    batch_max_open: int = 0  # the most batches open at once
 
 
 class SimCounters:

@@ -10,7 +10,7 @@ Written (each file whole, or not at all):
 - OUT's `.unresolved.jsonl`: the items answered with no majority, `{"id", "outcome": "tie" |
   "cant_tell", "votes"}` ("cant_tell": every rater of the item said they cannot tell).
 - OUT's `.raters.jsonl`: every answer, `{"id", "label": "revision"|"original"|"cant_tell",
-  "rater", "persona_id", "preferred": "A"|"B"|null, "revision_position", "justification",
+  "rater", "persona_id", "number", "preferred": "A"|"B"|null, "revision_position", "justification",
   "answered_at", "submits"}` (one line per rater and item: ids repeat, one per rater).
 """
 
@@ -48,6 +48,7 @@ class RaterLabel(msgspec.Struct, frozen=True):
     label: str
     rater: str
     persona_id: str
+    number: int  # the item's number in the rater's list (1-based)
     preferred: Literal["A", "B"] | None
     revision_position: str
     justification: str
@@ -102,6 +103,7 @@ def rater_labels(study: Study, answers: Sequence[Answer]) -> list[RaterLabel]:
                 label,
                 answer.seat_id,
                 persona_id,
+                answer.position + 1,
                 preferred,
                 item.revision_position,
                 answer.justification,

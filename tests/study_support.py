@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import engine_cmd, engine_env, read_jsonl, run_engine
+from engine.study import design, store, tally
+from tests.helpers import engine_cmd, engine_env, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 LISTENING = re.compile(r"^study listening on (http://\S+) ")
@@ -49,9 +50,14 @@ def write_pairs(
     return path
 
 
-def create_study(run_dir: Path, out: Path, *args: str) -> Path:
-    result = run_engine("study", "create", "--run-dir", str(run_dir), "--out", str(out), *args)
-    assert result.returncode == 0, result.stderr
+def create_study(
+    run_dir: Path, out: Path, *, personas: int, questions: int, raters: int = 2, seed: int = 0
+) -> Path:
+    """`study create`, in this process (its command line is tested in test_study_cli.py)."""
+    design.create(
+        run_dir, out, personas=personas, questions=questions, raters_per_persona=raters,
+        seed=seed, base_url="http://127.0.0.1:8080",
+    )  # fmt: skip
     return out
 
 
@@ -130,10 +136,13 @@ def serving(study: Path, *args: str) -> Iterator[Server]:
         process.communicate(timeout=30)
 
 
-def export(study: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """`study export` into the study folder: majority, unresolved, per-rater lines."""
-    result = run_engine("study", "export", str(study))
-    assert result.returncode == 0, result.stderr
+Lines = list[dict[str, Any]]
+
+
+def export(study: Path) -> tuple[Lines, Lines, Lines]:
+    """`study export` into the study folder, in this process: majority, unresolved and
+    per-rater lines, as read back from the files."""
+    tally.export(tally.tally(store.load(study), store.read_answers(study)), study / "human.jsonl")
     return (
         read_jsonl(study / "human.jsonl"),
         read_jsonl(study / "human.unresolved.jsonl"),

@@ -53,7 +53,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         description="Raters role-play a persona and choose which of two answers it would "
         "prefer (paper section 4.2); their majority is compared with models' `verify` labels.",
     )
-    nested = p.add_subparsers(dest="study_command", required=True, metavar="{create,serve,export,report}")
+    nested = p.add_subparsers(
+        dest="study_command", required=True, metavar="{create,serve,export,report}"
+    )
     _add_create(nested)
     _add_serve(nested)
     _add_export(nested)
@@ -68,18 +70,38 @@ def _add_create(nested: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description="Writes OUT/study.sqlite, OUT/instructions.md (edit it before the first "
         "answer), OUT/links.csv (one link per rater seat) and OUT/organiser.txt.",
     )
-    p.add_argument("--run-dir", type=Path, default=Path("runs/persona"),
-                   help="a finished generation run (its pairs.jsonl) (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        default=Path("runs/persona"),
+        help="a finished generation run (its pairs.jsonl) (default: %(default)s)",
+    )
     p.add_argument("--personas", type=positive_int, default=20, help="(default: %(default)s)")
-    p.add_argument("--questions", type=positive_int, default=10,
-                   help="items per persona (default: %(default)s)")  # fmt: skip
-    p.add_argument("--raters-per-persona", type=positive_int, default=4,
-                   help="seats (links) per persona (default: %(default)s)")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("study"),
-                   help="a new or empty folder (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--questions",
+        type=positive_int,
+        default=10,
+        help="items per persona (default: %(default)s)",
+    )
+    p.add_argument(
+        "--raters-per-persona",
+        type=positive_int,
+        default=4,
+        help="seats (links) per persona (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("study"),
+        help="a new or empty folder (default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-    p.add_argument("--base-url", type=_base_url, default=f"http://{DEFAULT_HOST}:{DEFAULT_PORT}",
-                   help="written in front of each link in links.csv (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--base-url",
+        type=_base_url,
+        default=f"http://{DEFAULT_HOST}:{DEFAULT_PORT}",
+        help="written in front of each link in links.csv (default: %(default)s)",
+    )
     p.set_defaults(func=_create)
 
 
@@ -92,11 +114,18 @@ def _add_serve(nested: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "stop and restart at any time. Prints the address and the organiser's link.",
     )
     p.add_argument("study", type=Path, metavar="STUDY")
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
-                   help="0 picks a free port (default: %(default)s)")  # fmt: skip
-    p.add_argument("--host", default=DEFAULT_HOST,
-                   help="address to bind; other than loopback, anyone who can reach it with a "
-                   "link can answer (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help="0 picks a free port (default: %(default)s)",
+    )
+    p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help="address to bind; other than loopback, anyone who can reach it with a "
+        "link can answer (default: %(default)s)",
+    )
     p.set_defaults(func=_serve)
 
 
@@ -121,9 +150,15 @@ def _add_report(nested: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description="Writes report.md, report.png and report.json in the out dir.",
     )
     p.add_argument("study", type=Path, metavar="STUDY")
-    p.add_argument("--model", type=_model, action="append", default=[], dest="models",
-                   metavar="NAME=LABELS.jsonl",
-                   help="a model's verify labels (repeat); a bare path is named after its run")  # fmt: skip
+    p.add_argument(
+        "--model",
+        type=_model,
+        action="append",
+        default=[],
+        dest="models",
+        metavar="NAME=LABELS.jsonl",
+        help="a model's verify labels (repeat); a bare path is named after its run",
+    )
     p.add_argument("--out-dir", type=Path, help="(default: STUDY)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     p.set_defaults(func=_report)
@@ -170,8 +205,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         loops.run(lambda: web.serve(args.study, args.host, args.port, _say))
     except OSError as exc:  # the address is taken or cannot be bound
-        print(f"error: --host {args.host} --port {args.port}: {exc.strerror or exc}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"error: --host {args.host} --port {args.port}: {exc.strerror or exc}", file=sys.stderr
+        )
         return EXIT_USAGE
     return EXIT_OK
 

@@ -22,6 +22,7 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -82,14 +83,14 @@ def draw_items(
             revision_first = rng.random() < 0.5
             a, b = (pair.chosen, pair.rejected) if revision_first else (pair.rejected, pair.chosen)
             item_id = f"{pair.persona_id}:{pair.prompt_id}"
-            position = "A" if revision_first else "B"
+            position: Literal["A", "B"] = "A" if revision_first else "B"
             items.append(Item(item_id, pair.persona, pair.prompt, position, a, b))
     return drawn
 
 
 def make_seats(persona_ids: list[str], raters_per_persona: int) -> list[store.Seat]:
     """`raters_per_persona` seats per persona, each with a token of its own."""
-    seats = []
+    seats: list[store.Seat] = []
     for persona_id in persona_ids:
         for _ in range(raters_per_persona):
             seat_id = f"r{len(seats) + 1:03d}"

@@ -170,8 +170,7 @@ def load(folder: Path) -> Study:
         ):
             items.setdefault(persona_id, []).append(_item_decoder.decode(body))
         seats = [
-            Seat(*row)
-            for row in connection.execute("SELECT seat_id, persona_id, token FROM seats")
+            Seat(*row) for row in connection.execute("SELECT seat_id, persona_id, token FROM seats")
         ]
     finally:
         connection.close()
@@ -255,5 +254,6 @@ class AnswerStore:
             except BaseException:
                 await self._db.execute("ROLLBACK")
                 raise
-        assert row is not None and frozen is not None
+        assert row is not None
+        assert frozen is not None
         return _answer(row), str(frozen[0])

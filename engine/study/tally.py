@@ -117,10 +117,12 @@ def rater_labels(study: Study, answers: Sequence[Answer]) -> list[RaterLabel]:
 def tally(study: Study, answers: Sequence[Answer]) -> Tally:
     raters = rater_labels(study, answers)
     votes: dict[str, Votes] = {}
-    for label in raters:
-        v = votes.setdefault(label.id, Votes())
-        setattr(v, label.label, getattr(v, label.label) + 1)
-    majority, unresolved, unanswered = [], [], []
+    for rater in raters:
+        counts = votes.setdefault(rater.id, Votes())
+        setattr(counts, rater.label, getattr(counts, rater.label) + 1)
+    majority: list[MajorityLabel] = []
+    unresolved: list[Unresolved] = []
+    unanswered: list[str] = []
     for items in study.items.values():
         for item in items:
             v = votes.get(item.id)
@@ -136,7 +138,7 @@ def tally(study: Study, answers: Sequence[Answer]) -> Tally:
     return Tally(raters, majority, unresolved, unanswered, votes)
 
 
-def _fleiss(counts: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def fleiss(counts: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Fleiss' kappa of item x category counts along the last two axes (leading axes are
     bootstrap resamples); items may have different numbers of raters (two at least).
     All answers in one category: kappa 1, where the formula is 0/0 (as stats.kappa)."""
@@ -157,11 +159,11 @@ def fleiss_kappa(votes: Sequence[Votes], seed: int = 0) -> FleissKappa | None:
     if not rows:
         return None
     counts = np.asarray(rows, dtype=np.float64)
-    value = float(_fleiss(counts))
+    value = float(fleiss(counts))
     rng = np.random.default_rng(seed)
     resamples = counts[rng.integers(0, len(rows), size=(N_RESAMPLES, len(rows)))]
     tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(_fleiss(resamples), [tail, 100 - tail])
+    low, high = np.percentile(fleiss(resamples), [tail, 100 - tail])
     return FleissKappa(value, float(low), float(high), len(rows), int(counts.sum()))
 
 
@@ -186,15 +188,14 @@ def export_paths(out: Path) -> tuple[Path, Path, Path]:
     return out, out.with_name(f"{stem}.unresolved.jsonl"), out.with_name(f"{stem}.raters.jsonl")
 
 
-def encode_lines(structs: Sequence[msgspec.Struct]) -> list[bytes]:
+def encode_lines(structs: Sequence[object]) -> list[bytes]:
     return [msgspec.json.encode(s) for s in structs]
 
 
 def export(t: Tally, out: Path) -> tuple[Path, Path, Path]:
     paths = export_paths(out)
-    _write_atomically(
-        dict(zip(paths, map(encode_lines, (t.majority, t.unresolved, t.raters)), strict=True))
-    )
+    parts: tuple[Sequence[object], ...] = (t.majority, t.unresolved, t.raters)
+    _write_atomically(dict(zip(paths, map(encode_lines, parts), strict=True)))
     return paths
 
 

@@ -145,6 +145,9 @@ class StudyServer:
     ) -> web.Response:
         items = self.items_of(seat)
         previous = answers.get(position)
+        if previous is not None:  # revisiting an answered item: what was saved, unless retyped
+            choice = previous.choice if choice is None else choice
+            justification = previous.justification if justification is None else justification
         return self.render(
             "item.html",
             status=422 if error else 200,
@@ -156,9 +159,8 @@ class StudyServer:
             done=[p in answers for p in range(len(items))],
             persona=persona_rows(items[0].persona),
             instructions=paragraphs(self.instructions()),
-            choice=choice if choice is not None else previous and previous.choice,
-            justification=justification if justification is not None else
-            previous.justification if previous else "",  # fmt: skip
+            choice=choice,
+            justification=justification or "",
             error=error,
             max_justification=MAX_JUSTIFICATION,
             choices=CHOICE_TEXT,
@@ -236,9 +238,7 @@ class StudyServer:
         personas = []
         for persona_id, items in self.study.items.items():
             mine = [n for seat, n, _ in seats if seat.persona_id == persona_id]
-            covered = sum(
-                counted.votes.get(i.id, tally.Votes()).total == len(mine) for i in items
-            )
+            covered = sum(counted.votes.get(i.id, tally.Votes()).total == len(mine) for i in items)
             personas.append((persona_id, sum(n == questions for n in mine), len(mine), covered))
         file_out = self.folder / design.INSTRUCTIONS_FILE
         try:

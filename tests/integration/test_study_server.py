@@ -31,15 +31,13 @@ FIELDS = ("persona_id", "persona", "prompt_id", "prompt", "rejected", "chosen")
 def _study(tmp_path: Path, personas: int = 2, questions: int = 3, raters: int = 2) -> Path:
     write_pairs(tmp_path / "run", personas, questions)
     return create_study(
-        tmp_path / "run", tmp_path / "study", "--personas", str(personas),
-        "--questions", str(questions), "--raters-per-persona", str(raters),
-    )  # fmt: skip
+        tmp_path / "run", tmp_path / "study", personas=personas, questions=questions, raters=raters
+    )
 
 
 def test_a_token_opens_its_own_seat_and_nothing_else(tmp_path: Path) -> None:
     study = _study(tmp_path)
-    other = create_study(tmp_path / "run", tmp_path / "other", "--personas", "2",
-                         "--questions", "3")  # fmt: skip
+    other = create_study(tmp_path / "run", tmp_path / "other", personas=2, questions=3)
     seats = links(study)
     assert len({s["path"] for s in seats}) == len(seats) == 4
     assert all(re.fullmatch(r"/r/[A-Za-z0-9_-]{32}", s["path"]) for s in seats)
@@ -88,8 +86,7 @@ def test_a_token_opens_its_own_seat_and_nothing_else(tmp_path: Path) -> None:
 def test_model_text_is_escaped_everywhere_it_is_shown(tmp_path: Path) -> None:
     text = {field: PAYLOAD for field in FIELDS}
     write_pairs(tmp_path / "run", 1, 2, text)
-    study = create_study(tmp_path / "run", tmp_path / "study", "--personas", "1",
-                         "--questions", "2", "--raters-per-persona", "1")  # fmt: skip
+    study = create_study(tmp_path / "run", tmp_path / "study", personas=1, questions=2, raters=1)
     seat = links(study)[0]["path"]
     organiser = organiser_path(study)
     (study / "instructions.md").write_text(f"Read this.\n\n{PAYLOAD}\n")

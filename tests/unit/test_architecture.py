@@ -11,7 +11,11 @@ from tests.helpers import ROOT
 
 CORE_PACKAGES = ("engine", "workers", "ratelimits", "schemas")
 DOMAIN = "engine.persona"
-DOMAINS = (DOMAIN, "engine.evaluation", "engine.study")  # domain packages: the core imports none of them
+DOMAINS = (
+    DOMAIN,
+    "engine.evaluation",
+    "engine.study",
+)  # domain packages: the core imports none of them
 BACKENDS = {Path("engine/queue/sqlite.py")}
 STUDY_STORE = Path("engine/study/store.py")  # the study's answers file, not a queue backend
 _SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|CREATE\s+TABLE|PRAGMA\s)")

@@ -151,9 +151,10 @@ def _kappas(ax: Axes, r: StudyReport) -> None:
               [hi - v for v, hi in zip(values, highs, strict=True)]]  # fmt: skip
     colours = ["C1" if n.startswith("raters") else "C0" for n in names]
     ax.barh(ys, values, xerr=errors, capsize=5, color=colours)
+    ax.scatter(values, ys, color="black", s=16, zorder=3)  # a kappa of 0 has no bar to see
     ax.set_yticks(ys, names)
     ax.invert_yaxis()
-    ax.axvspan(0.6, 0.8, color="C2", alpha=0.15, label="paper: 0.6-0.8")
+    ax.axvspan(0.6, 0.8, color="C2", alpha=0.15, label="paper, models vs humans: 0.6-0.8")
     ax.set_xlim(-1, 1)
     ax.set_xlabel("kappa (95 % bootstrap interval)")
     ax.set_title("agreement")

@@ -195,7 +195,7 @@ class StudyServer:
         raw = form.get("justification")
         justification = raw.strip() if isinstance(raw, str) else ""
         error = None
-        if choice not in CHOICE_TEXT:
+        if not isinstance(choice, str) or choice not in CHOICE_TEXT:
             error = "Choose A, B or Can't tell."
         elif not justification:
             error = "Say why in a sentence."

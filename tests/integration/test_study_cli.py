@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 
 from engine.study import store, tally
@@ -128,3 +129,14 @@ def test_errors_name_the_file_or_flag_and_write_nothing(tmp_path: Path) -> None:
     unrelated = run_engine("study", "report", str(study), "--model", f"m={bad}")
     assert unrelated.returncode == 2
     assert "no item in common" in unrelated.stderr
+
+    not_served = run_engine("study", "serve", str(tmp_path / "run"), "--port", "0")
+    assert not_served.returncode == 2
+    assert "study.sqlite: not a study folder" in not_served.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = run_engine("study", "serve", str(study), "--port", port)
+    assert busy.returncode == 2
+    assert f"error: --host 127.0.0.1 --port {port}: " in busy.stderr

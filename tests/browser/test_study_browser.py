@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -71,7 +71,8 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriv
 
 
 def _wait(driver: webdriver.Chrome, css: str, text: str) -> None:
-    WebDriverWait(driver, 30).until(
+    # the page may be replaced between finding an element and reading it: look again then
+    WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda d: any(text in e.text for e in d.find_elements(By.CSS_SELECTOR, css)),
         f"{text!r} in {css}",
     )
@@ -133,6 +134,7 @@ def test_a_rater_completes_the_study_with_a_reload_halfway(
         browser.get(url)
         _wait(browser, ".progress-text", f"2 of {questions} answered")
         assert _step(browser) == f"Question 3 of {questions}"
+        assert browser.find_element(By.ID, "justification").get_attribute("value") == ""
 
         _answer_by_keyboard(browser, "3", "Hard to say for this person.")
         _wait(browser, ".step", f"Question 4 of {questions}")

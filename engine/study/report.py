@@ -60,7 +60,8 @@ def build(
         labels = agree.read_labels(path)
         common = [key for key in human if key in labels]
         if not common:
-            raise InputError(path, None, "no item in common with the study's majority labels")
+            why = "" if human else " (no item of the study has a majority yet)"
+            raise InputError(path, None, f"no item in common with the study's majority labels{why}")
         result = stats.agreement([human[k] for k in common], [labels[k] for k in common], seed)
         compared.append(ModelAgreement(name, str(path), len(common), result))
     per_seat: dict[str, int] = {}
@@ -146,6 +147,8 @@ def _kappas(ax: Axes, r: StudyReport) -> None:
         values.append(m.agreement.kappa)
         lows.append(m.agreement.kappa_low)
         highs.append(m.agreement.kappa_high)
+    if not names:
+        ax.text(0, 0.5, "no item has two answers yet", ha="center", va="center")
     ys = list(range(len(names)))
     errors = [[v - lo for v, lo in zip(values, lows, strict=True)],
               [hi - v for v, hi in zip(values, highs, strict=True)]]  # fmt: skip

@@ -148,7 +148,7 @@ def _kappas(ax: Axes, r: StudyReport) -> None:
         lows.append(m.agreement.kappa_low)
         highs.append(m.agreement.kappa_high)
     if not names:
-        ax.text(0, 0.5, "no item has two answers yet", ha="center", va="center")
+        ax.text(0.5, 0.5, "no item has two answers yet", ha="center", transform=ax.transAxes)
     ys = list(range(len(names)))
     errors = [[v - lo for v, lo in zip(values, lows, strict=True)],
               [hi - v for v, hi in zip(values, highs, strict=True)]]  # fmt: skip

@@ -8,9 +8,9 @@ import json
 import socket
 from pathlib import Path
 
-from engine.study import store, tally
+from engine.study import report, store, tally
 from tests.helpers import read_jsonl, run_engine
-from tests.study_support import links, write_pairs
+from tests.study_support import create_study, links, write_pairs
 
 PERSONAS, QUESTIONS, RATERS = 2, 3, 3
 # per item number (1-based), the three raters' choices as A/B/cant_tell
@@ -140,3 +140,15 @@ def test_errors_name_the_file_or_flag_and_write_nothing(tmp_path: Path) -> None:
         busy = run_engine("study", "serve", str(study), "--port", port)
     assert busy.returncode == 2
     assert f"error: --host 127.0.0.1 --port {port}: " in busy.stderr
+
+
+def test_a_report_before_any_answer_says_so(tmp_path: Path) -> None:
+    """In this process (warnings are errors: matplotlib's layout must not complain either)."""
+    write_pairs(tmp_path / "run", 2, 2)
+    study = create_study(tmp_path / "run", tmp_path / "study", personas=2, questions=2)
+    result = report.build(store.load(study), store.read_answers(study), [], seed=0)
+    assert (result.answers, result.unanswered, result.fleiss) == (0, 4, None)
+    paths = report.write(result, tmp_path / "out")
+    assert [p.name for p in paths] == ["report.json", "report.md", "report.png"]
+    assert "no item has two answers yet" in paths[1].read_text()
+    assert paths[2].read_bytes().startswith(b"\x89PNG")

@@ -252,6 +252,7 @@ _MORE = (
     "engine.persona.stages.enrich",
     "engine.evaluation.cli",
     "engine.evaluation.agree",
+    "engine.study.cli",
 )
 
 

@@ -282,6 +282,7 @@ _MORE = (
     "engine.persona.stages.enrich",
     "engine.evaluation.cli",
     "engine.evaluation.agree",
+    "engine.study.cli",
 )
 
 

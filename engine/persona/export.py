@@ -22,11 +22,9 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Collection, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from engine.errors import storage_error_of
 from engine.persona import templates
@@ -38,10 +36,13 @@ from schemas.job import TerminalRow
 from schemas.pair import CallTokens, DpoRecord, PairRecord, ReleaseRecord
 from schemas.prompt import Prompt
 
+if TYPE_CHECKING:
+    from engine.persona.parquet import ParquetViews
+
 PAIRS = "pairs.jsonl"
 DPO = "pairs.dpo.jsonl"
 RELEASE = "pairs.release.jsonl"
-PARQUET = ("pairs.parquet", "pairs.dpo.parquet", "pairs.release.parquet")
+PARQUET = ("pairs.parquet", "pairs.dpo.parquet", "pairs.release.parquet")  # engine.persona.parquet
 FORMATS = ("parquet", "pairs", "dpo", "release")
 DEFAULT_FORMATS = ("parquet",)
 PAIR_KIND = "pair"
@@ -123,48 +124,6 @@ def _dpo_view(record: PairRecord) -> DpoRecord:
     return DpoRecord(dpo_prompt(record.persona, record.prompt), record.chosen, record.rejected)
 
 
-_CALL = pa.struct(
-    [
-        ("model", pa.string()),
-        ("prompt_tokens", pa.int64()),
-        ("completion_tokens", pa.int64()),
-        ("cached", pa.bool_()),
-        ("shared_by", pa.int64()),
-    ]
-)
-
-
-_CALLS = ("answer_call", "critique_call", "revise_call")
-# each Parquet view: its columns, (column name, PairRecord field or a derived column)
-_PARQUET_VIEWS: dict[str, tuple[tuple[str, str], ...]] = {
-    PARQUET[0]: tuple((f.encode_name, f.name) for f in msgspec.structs.fields(PairRecord)),
-    PARQUET[1]: (("prompt", "dpo_prompt"), ("chosen", "chosen"), ("rejected", "rejected")),
-    PARQUET[2]: tuple(
-        (f.encode_name, source)
-        for f, source in zip(
-            msgspec.structs.fields(ReleaseRecord),
-            ("persona", "prompt", "rejected", "critique", "chosen", "split"),
-            strict=True,
-        )
-    ),
-}
-
-
-def _columns(records: list[PairRecord]) -> dict[str, pa.Array]:
-    """Every column any view needs, built once per chunk (the views share them)."""
-    columns: dict[str, pa.Array] = {}
-    for field in msgspec.structs.fields(PairRecord):
-        values = [getattr(r, field.name) for r in records]
-        if field.name in _CALLS:
-            columns[field.name] = pa.array(msgspec.to_builtins(values), _CALL)
-        elif field.name == "cost_usd":
-            columns[field.name] = pa.array(values, pa.float64())
-        else:
-            columns[field.name] = pa.array(values, pa.string())
-    columns["dpo_prompt"] = pa.array([dpo_prompt(r.persona, r.prompt) for r in records])
-    return columns
-
-
 class _Writers:
     """The open output files of one export (temporary names until every one is complete)."""
 
@@ -172,7 +131,7 @@ class _Writers:
         self._tmp = tmp
         self._stack = contextlib.ExitStack()
         self._jsonl: list[tuple[BinaryIO, Any]] = []
-        self._parquet: list[tuple[pq.ParquetWriter, tuple[tuple[str, str], ...]]] = []
+        self._parquet: ParquetViews | None = None
 
     def __enter__(self) -> _Writers:
         views = {
@@ -180,15 +139,13 @@ class _Writers:
             DPO: _dpo_view,
             RELEASE: _release_view,
         }
+        parquet = {name: path for name, path in self._tmp.items() if name in PARQUET}
+        if parquet:
+            from engine.persona.parquet import ParquetViews  # noqa: PLC0415 (pyarrow: ~50 MB)
+
+            self._parquet = self._stack.enter_context(contextlib.closing(ParquetViews(parquet)))
         for name, path in self._tmp.items():
-            if name in _PARQUET_VIEWS:
-                view = _PARQUET_VIEWS[name]
-                types = {"cost_usd": pa.float64(), **dict.fromkeys(_CALLS, _CALL)}
-                schema = pa.schema([(col, types.get(src, pa.string())) for col, src in view])
-                writer = pq.ParquetWriter(path, schema, compression="zstd")
-                self._stack.callback(writer.close)
-                self._parquet.append((writer, view))
-            else:
+            if name not in PARQUET:
                 self._jsonl.append((self._stack.enter_context(path.open("wb")), views[name]))
         return self
 
@@ -197,13 +154,8 @@ class _Writers:
             return
         for handle, view in self._jsonl:
             handle.write(b"".join(_encoder.encode(view(r)) + b"\n" for r in records))
-        if self._parquet:
-            columns = _columns(records)
-            for writer, view in self._parquet:
-                table = pa.Table.from_arrays(
-                    [columns[src] for _, src in view], schema=writer.schema
-                )
-                writer.write_table(table)
+        if self._parquet is not None:
+            self._parquet.write(records, [dpo_prompt(r.persona, r.prompt) for r in records])
 
     def __exit__(self, *exc: object) -> None:
         with self._stack:

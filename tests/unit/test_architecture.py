@@ -66,3 +66,18 @@ def test_only_storage_backends_know_sql() -> None:
 
 def test_the_check_above_can_see_sql() -> None:
     assert _SQL.search((ROOT / "engine/queue/sqlite.py").read_text())
+
+
+def test_a_run_loads_pyarrow_only_to_export_parquet() -> None:
+    """pyarrow adds ~50 MB to a process: the PERSONA pipeline and the run loop go without it."""
+    code = (
+        "import sys\n"
+        "import engine.generate, engine.persona.pipeline, engine.persona.export\n"
+        "print('pyarrow' in sys.modules)\n"
+        "import engine.persona.parquet\n"
+        "print('pyarrow' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "True"]

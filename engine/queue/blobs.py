@@ -23,7 +23,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 TRAIN_SAMPLES = 1000  # bodies seen before the dictionary is trained (~0.1 s, once per file)
 DICT_BYTES = 16 * 1024
 _MIN_SAMPLE = 32  # tiny bodies teach the dictionary nothing
-_LEVEL = 3
+_LEVEL = 1  # level 3: 7 % smaller at 1.4 x the CPU, paid in the queue's thread under the GIL
 
 
 class BlobCodec:

@@ -21,6 +21,7 @@ import collections
 import contextlib
 import os
 from collections.abc import AsyncIterator, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -99,7 +100,10 @@ async def _write_files(
     # Three things overlap: the queue reads the next chunk's calls (its thread), this thread
     # makes records of this chunk, and a third writes the previous chunk (pyarrow's encoding
     # and compression let go of the GIL).
-    with _Writers(tmp) as out:
+    loop = asyncio.get_running_loop()
+    # one writer thread, not the default pool's several: each thread that allocates gets a
+    # malloc arena of its own, and the export's memory would grow by one per thread
+    with _Writers(tmp) as out, ThreadPoolExecutor(1, thread_name_prefix="export") as thread:
         writing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         writing.set_result(None)
         try:
@@ -111,7 +115,7 @@ async def _write_files(
                         continue  # not finished (or a parent failed for good)
                     records.append(_record(pair, calls, personas, prompts, shared, prices))
                 await writing
-                writing = asyncio.ensure_future(asyncio.to_thread(out.write, records))
+                writing = loop.run_in_executor(thread, out.write, records)
                 count += len(records)
         finally:
             # the files close only after the last write (even when something failed)

@@ -14,6 +14,10 @@ import pyarrow.parquet as pq
 
 from schemas.pair import PairRecord, ReleaseRecord
 
+# The process's own allocator, not pyarrow's mimalloc: mimalloc kept ~40 MB more resident for
+# an export of 20,000 pairs (198 MB peak against 160 MB), on top of the run's own peak.
+pa.set_memory_pool(pa.system_memory_pool())
+
 PAIRS, DPO, RELEASE = "pairs.parquet", "pairs.dpo.parquet", "pairs.release.parquet"
 FILES = (PAIRS, DPO, RELEASE)
 

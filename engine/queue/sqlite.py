@@ -754,7 +754,7 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
     if version < 3:  # version 3 added the Batch API tables
         statements += _BATCHES
     if version < 4:  # version 4: compressed bodies and their dictionaries
-        statements.append(_BLOB_DICTS.format(schema=""))
+        statements.append(_BLOB_DICTS.format(schema="IF NOT EXISTS "))
     # Not executescript (it commits on its own): one transaction, so a crash here leaves the
     # file as it was.
     db.execute("BEGIN IMMEDIATE")

@@ -24,3 +24,11 @@ def positive_float(text: str) -> float:
     if not (value > 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
+
+
+def comma_list(text: str) -> list[str]:
+    """`a,b,c` → ["a", "b", "c"] (empty items dropped; at least one)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("give at least one name")
+    return items

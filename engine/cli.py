@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.argtypes import positive_int
+from engine.argtypes import comma_list, positive_int
 from engine.exits import EXIT_USAGE
 from engine.logs import configure_logging
 
@@ -47,6 +47,15 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     from engine.config import add_engine_flags
 
     p.add_argument("--requests", type=Path, help="OpenAI Batch API input JSONL")
+    p.add_argument(
+        "--export-format",
+        type=comma_list,
+        default=None,
+        metavar="FMT[,FMT…]",
+        help="what the finished run writes: results (results.jsonl), and a PERSONA run's "
+        "parquet (pairs*.parquet), pairs, dpo, release (pairs*.jsonl), or all (default: "
+        "parquet for a PERSONA run, results for --requests)",
+    )
     p.add_argument(
         "--run-dir",
         type=Path,
@@ -109,9 +118,13 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
+    import msgspec
+
     from engine import pipelines
     from engine.config import resolve_or_report
+    from engine.errors import UserError
     from engine.generate import GenerateOptions, generate
+    from engine.pipeline import chosen_formats
     from engine.requests import RequestsPipeline
 
     config = resolve_or_report(args)
@@ -124,6 +137,12 @@ def _run_generate(args: argparse.Namespace) -> int:
         pipeline = pipelines.generate_module().from_args(args)
     default_dir = Path("runs/requests" if args.requests else "runs/persona")
     options = GenerateOptions.from_config(config, args.run_dir or default_dir)
+    try:
+        formats = chosen_formats(pipeline, args.export_format, "--export-format")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    options = msgspec.structs.replace(options, export_formats=formats)
     if args.queue is not None:
         from engine.fleet import run_worker
 
@@ -160,10 +179,21 @@ def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p = sub.add_parser(
         "export",
         allow_abbrev=False,
-        help="rewrite results.jsonl and errors.jsonl (and a PERSONA run's pairs) from the queue",
+        help="rewrite errors.jsonl, and the run's outputs (results.jsonl, a PERSONA run's "
+        "pairs) in the formats asked for, from the queue",
     )
     p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
     _add_queue_flag(p)
+    p.add_argument(
+        "--format",
+        type=comma_list,
+        default=None,
+        metavar="FMT[,FMT…]",
+        help="results (results.jsonl), and a PERSONA run's parquet (pairs.parquet, "
+        "pairs.dpo.parquet, pairs.release.parquet), pairs (pairs.jsonl), dpo "
+        "(pairs.dpo.jsonl), release (pairs.release.jsonl), or all (default: what the run "
+        "writes when it finishes: parquet for a PERSONA run, results for a request file)",
+    )
     p.add_argument("--prices", type=Path, help="price table overriding engine/data/prices.json")
     p.set_defaults(func=_run_export)
 
@@ -174,8 +204,10 @@ def _run_export(args: argparse.Namespace) -> int:
     if args.queue is not None:
         from engine.fleet_report import fleet_export_command
 
-        return _run_async(lambda: fleet_export_command(args.queue, args.run_dir, args.prices))
-    return _run_async(lambda: export_command(args.run_dir, args.prices))
+        return _run_async(
+            lambda: fleet_export_command(args.queue, args.run_dir, args.prices, args.format)
+        )
+    return _run_async(lambda: export_command(args.run_dir, args.prices, args.format))
 
 
 def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -324,6 +356,7 @@ _MORE = (
     "engine.persona.stages.enrich",
     "engine.evaluation.cli",
     "engine.evaluation.agree",
+    "engine.study.cli",
 )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -17,7 +17,7 @@ from engine.errors import SettingsError, UserError, exit_status_of
 from engine.fleet import ALIVE_S
 from engine.learned_rates import META_KEY, learned_from_meta
 from engine.output import ERRORS, RESULTS, render_line
-from engine.pipeline import PIPELINE_KEY
+from engine.pipeline import PIPELINE_KEY, RESULTS_FORMAT, chosen_formats
 from engine.prices import Price, load_prices
 from engine.queue.backends import open_shared_queue
 from engine.queue.postgres import PostgresQueue
@@ -95,7 +95,9 @@ async def fleet_status_command(url: str, as_json: bool, prices_path: Path | None
     return 0
 
 
-async def fleet_export_command(url: str, run_dir: Path, prices_path: Path | None) -> int:
+async def fleet_export_command(
+    url: str, run_dir: Path, prices_path: Path | None, asked: Sequence[str] | None = None
+) -> int:
     try:
         prices = load_prices(prices_path)
         os.makedirs(run_dir, exist_ok=True)
@@ -105,33 +107,41 @@ async def fleet_export_command(url: str, run_dir: Path, prices_path: Path | None
                 name = await queue.get_meta(PIPELINE_KEY)
                 if name is None:
                     raise SettingsError(f"no run in the database {queue.url}")
-                done, failed = await write_outputs(queue, run_dir, prices)
                 pipeline = await pipelines.resume(name, queue)
-                said = await pipeline.export(queue, run_dir, prices)
+                formats = chosen_formats(pipeline, asked)
+                with_results = RESULTS_FORMAT in formats
+                done, failed = await write_outputs(queue, run_dir, prices, with_results)
+                said = await pipeline.export(queue, run_dir, prices, formats)
             finally:
                 await queue.close()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exit_status_of(exc)
-    print(f"exported {done} results and {failed} errors -> {run_dir}")
+    if with_results:
+        print(f"exported {done} results and {failed} errors -> {run_dir}")
+    else:
+        print(f"exported {failed} errors -> {run_dir}")
     if said:
         print(said)
     return 0
 
 
 async def write_outputs(
-    queue: PostgresQueue, run_dir: Path, prices: Mapping[str, Price]
+    queue: PostgresQueue, run_dir: Path, prices: Mapping[str, Price], with_results: bool = True
 ) -> tuple[int, int]:
-    """results.jsonl and errors.jsonl of every job finished so far, each once, in enqueue
+    """errors.jsonl (and results.jsonl) of every job finished so far, each once, in enqueue
     order: written beside, then renamed over (a reader never sees half a file)."""
-    names = {Status.DONE: RESULTS, Status.FAILED: ERRORS}
+    names = {Status.FAILED: ERRORS}
+    if with_results:
+        names[Status.DONE] = RESULTS
     tmp = {status: run_dir / f".{name}.tmp" for status, name in names.items()}
-    counts = dict.fromkeys(names, 0)
+    counts = {Status.DONE: 0, Status.FAILED: 0}
     files = {status: path.open("wb") for status, path in tmp.items()}
     try:
         async for row in queue.iter_terminal():
-            files[row.status].write(render_line(row, prices))
-            counts[row.status] += 1
+            counts[row.status] = counts.get(row.status, 0) + 1
+            if row.status in files:
+                files[row.status].write(render_line(row, prices))
         for handle in files.values():
             handle.flush()
             os.fsync(handle.fileno())

@@ -34,8 +34,9 @@ from engine.exits import (
     EXIT_USAGE,
 )
 from engine.learned_rates import load_rates, rates_path, remember_rates
-from engine.output import OutputFiles, mark_for_rebuild, unmark_rebuild
-from engine.pipeline import Pipeline
+from engine.output import OutputFiles, export_results, mark_for_rebuild, unmark_rebuild
+from engine.phases import phase
+from engine.pipeline import RESULTS_FORMAT, Pipeline
 from engine.prices import Price, load_prices
 from engine.progress import ProgressReporter
 from engine.queue import CacheSpec, WorkQueue
@@ -75,6 +76,8 @@ class GenerateOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rate_limit: RateLimitPolicy = RateLimitPolicy()
     learn: LearnConfig | None = LearnConfig()
     rates_path: Path | None = None
+    # what the run writes when it finishes (`--export-format`); None: the pipeline's defaults
+    export_formats: tuple[str, ...] | None = None
     # issue 16: requeue failed jobs first (None: no; (): all; else by status or error code)
     retry_failed: tuple[str, ...] | None = None
     # issue 13: "batch" runs the jobs through the Batch API (engine.batch)
@@ -152,9 +155,11 @@ async def _generate_locked(options: GenerateOptions, pipeline: Pipeline) -> int:
 async def _generate(
     queue: WorkQueue, options: GenerateOptions, pipeline: Pipeline, base_url: str | None
 ) -> int:
+    interactive = _interactive(options)
     try:
         prices = load_prices(options.prices_path)
-        await pipeline.prepare(queue)
+        with phase("enqueue", interactive):
+            await pipeline.prepare(queue)
     except UserError as exc:
         if storage_error_in(exc, options.run_dir) is not None:
             raise
@@ -168,7 +173,11 @@ async def _generate(
         await _requeue_failed(queue, options.retry_failed)
     code = await _execute(queue, options, pipeline, prices, base_url)
     if code not in (EXIT_INTERRUPTED, EXIT_SYSTEMATIC):
-        said = await pipeline.export(queue, options.run_dir, prices)
+        formats = options.export_formats or pipeline.default_formats
+        with phase("export", interactive):
+            if RESULTS_FORMAT in formats and RESULTS_FORMAT not in pipeline.default_formats:
+                await export_results(queue, options.run_dir, prices)
+            said = await pipeline.export(queue, options.run_dir, prices, formats)
         if said:
             print(said)
     return code
@@ -206,7 +215,8 @@ async def _execute(
     if orphans:
         log.info("queue.recovered", jobs_back_to_queue=orphans)
     crash = CrashPoints.from_env()
-    output = OutputFiles(options.run_dir, crash, prices)
+    live_results = RESULTS_FORMAT in pipeline.default_formats
+    output = OutputFiles(options.run_dir, crash, prices, with_results=live_results)
     try:
         await output.recover(queue)
         counts = await queue.counts()
@@ -333,7 +343,7 @@ async def _run(
     total: int,
     finished_before: int,
 ) -> int:
-    interactive = sys.stderr.isatty() if options.progress is None else options.progress
+    interactive = _interactive(options)
     dispatcher = coordinator.dispatcher
     reporter = ProgressReporter(
         coordinator.stats,
@@ -370,6 +380,10 @@ async def _run(
     if coordinator.abandoned.this_run:
         print(abandoned_line(coordinator.abandoned.this_run))
     return _exit_code(counts.count(Status.FAILED), interrupted)
+
+
+def _interactive(options: GenerateOptions) -> bool:
+    return sys.stderr.isatty() if options.progress is None else options.progress
 
 
 def peak_rss_kib(usage: resource.struct_rusage) -> int:

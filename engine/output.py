@@ -7,6 +7,11 @@ most one uncommitted (possibly torn) tail, which `recover` truncates; those jobs
 marked finished, so they run again and are appended again. A rebuild (export, or a file
 shorter than recorded) writes every finished job to a temporary file and renames it over, with
 a `rebuild_pending` flag so that a crash in the middle simply rebuilds again.
+
+results.jsonl is kept this way only for pipelines that name it among their default formats
+(request files, the bench): a PERSONA run's output is its pairs, and a line per call of its
+635,577 would be most of its disk. Its results.jsonl is then written on demand (`export
+--format results`), whole, as a snapshot of the queue.
 """
 
 from __future__ import annotations
@@ -142,29 +147,33 @@ def row_of(outcome: Done | Failed) -> TerminalRow:
 
 
 class OutputFiles:
-    """The run directory's two JSONL files, appended only through `append`."""
+    """The run directory's JSONL files kept as jobs finish (errors.jsonl, and results.jsonl
+    with `with_results`), appended only through `append`."""
 
     def __init__(
         self,
         run_dir: Path,
         crash: CrashPoints = NO_CRASH,
         prices: Mapping[str, Price] | None = None,
+        with_results: bool = True,
     ) -> None:
         self.run_dir = run_dir
         self._prices: Mapping[str, Price] = prices or {}
         self._crash = crash
+        self._files = _FILES if with_results else (ERRORS,)
         self._fds: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
 
     async def recover(self, queue: WorkQueue) -> None:
         """Make the files match the queue exactly, then open them for appending."""
-        recorded = {n: int(await queue.get_meta(_size_key(n)) or 0) for n in _FILES}
+        files = self._files
+        recorded = {n: int(await queue.get_meta(_size_key(n)) or 0) for n in files}
         pending = await queue.get_meta(_REBUILD_PENDING) == "1"
-        actual = {n: self._size_on_disk(n) for n in _FILES}
-        if pending or any(actual[n] < recorded[n] for n in _FILES):
+        actual = {n: self._size_on_disk(n) for n in files}
+        if pending or any(actual[n] < recorded[n] for n in files):
             await self.rebuild(queue)
             return
-        for name in _FILES:
+        for name in files:
             if actual[name] > recorded[name]:
                 log.info("output.truncated", file=name, dropped_bytes=actual[name] - recorded[name])
             self._open(name, truncate_to=recorded[name])
@@ -190,7 +199,7 @@ class OutputFiles:
     def append(self, rows: Iterable[TerminalRow]) -> dict[str, str]:
         """Write the lines of finished jobs; return the meta values to commit with them."""
         meta: dict[str, str] = {}
-        for name, data in _render(rows, self._prices).items():
+        for name, data in _render(rows, self._prices, self._files).items():
             half = len(data) // 2
             self._write_all(name, data[:half])
             self._crash.reach("mid_append")
@@ -199,32 +208,48 @@ class OutputFiles:
         return meta
 
     async def rebuild(self, queue: WorkQueue) -> None:
-        """Rewrite both files from the queue (crash-safe: a crash means rebuild again)."""
+        """Rewrite the files from the queue (crash-safe: a crash means rebuild again)."""
         self.close()
         await queue.set_meta({_REBUILD_PENDING: "1"})
-        tmp = {n: f".{n}.tmp" for n in _FILES}
+        sizes = await self._rewrite(queue, self._files)
+        meta = {_size_key(n): str(sizes[n]) for n in self._files}
+        await queue.set_meta({**meta, _REBUILD_PENDING: "0"})
+        for name in self._files:
+            self._open(name, truncate_to=sizes[name])
+
+    async def snapshot_results(self, queue: WorkQueue) -> None:
+        """Write results.jsonl whole from the queue when it is not kept as jobs finish."""
+        if RESULTS not in self._files:
+            await self._rewrite(queue, (RESULTS,))
+
+    async def _rewrite(self, queue: WorkQueue, files: tuple[str, ...]) -> dict[str, int]:
+        """Write `files` from the queue under temporary names, then rename them over."""
+        tmp = {n: f".{n}.tmp" for n in files}
         try:
-            for name in _FILES:
+            for name in files:
                 self._open(tmp[name], truncate_to=0)
             async for rows in _chunks(queue.iter_terminal(), 2000):
-                for name, data in _render(rows, self._prices).items():
+                for name, data in _render(rows, self._prices, files).items():
                     self._write_all(tmp[name], data)
-            sizes = {n: self._sizes[tmp[n]] for n in _FILES}
-            for fd in self._fds.values():
-                os.fsync(fd)
+            sizes = {n: self._sizes[tmp[n]] for n in files}
+            for name in tmp.values():
+                os.fsync(self._fds[name])
         except BaseException:
-            self.close()  # a full disk: no half-written copy left taking the space
+            self._close(tmp.values())  # a full disk: no half-written copy left taking the space
             for name in tmp.values():
                 (self.run_dir / name).unlink(missing_ok=True)
             raise
-        self.close()
-        for name in _FILES:
+        self._close(tmp.values())
+        for name in files:
             os.replace(self.run_dir / tmp[name], self.run_dir / name)
         _fsync_dir(self.run_dir)
-        meta = {_size_key(n): str(sizes[n]) for n in _FILES}
-        await queue.set_meta({**meta, _REBUILD_PENDING: "0"})
-        for name in _FILES:
-            self._open(name, truncate_to=sizes[name])
+        return sizes
+
+    def _close(self, names: Iterable[str]) -> None:
+        for name in list(names):
+            if (fd := self._fds.pop(name, None)) is not None:
+                del self._sizes[name]
+                os.close(fd)
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -267,12 +292,20 @@ class OutputFiles:
         self._sizes[name] += len(data)
 
 
-def _render(rows: Iterable[TerminalRow], prices: Mapping[str, Price]) -> dict[str, bytes]:
-    """The bytes to append to each file (only files that get lines)."""
-    chunks: dict[str, list[bytes]] = {RESULTS: [], ERRORS: []}
+async def export_results(queue: WorkQueue, run_dir: Path, prices: Mapping[str, Price]) -> None:
+    """results.jsonl written whole, for a run that does not keep it as jobs finish."""
+    await OutputFiles(run_dir, prices=prices, with_results=False).snapshot_results(queue)
+
+
+def _render(
+    rows: Iterable[TerminalRow], prices: Mapping[str, Price], files: tuple[str, ...]
+) -> dict[str, bytes]:
+    """The bytes to append to each of `files` (only files that get lines)."""
+    chunks: dict[str, list[bytes]] = {name: [] for name in files}
     for row in rows:
-        line = render_line(row, prices)
-        chunks[RESULTS if row.status is Status.DONE else ERRORS].append(line)
+        lines = chunks.get(RESULTS if row.status is Status.DONE else ERRORS)
+        if lines is not None:
+            lines.append(render_line(row, prices))
     return {name: b"".join(lines) for name, lines in chunks.items() if lines}
 
 

@@ -106,6 +106,7 @@ class ProgressReporter:
         self._window.add(time.monotonic(), finished)
         rate = self._window.rate()
         return {
+            "phase": "run",
             "finished": finished,
             "total": self._total,
             "done": s.done,
@@ -138,6 +139,7 @@ class ProgressReporter:
 
     async def _run_live(self) -> None:
         columns = (
+            TextColumn("running"),
             BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TextColumn("{task.fields[line]}"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from engine.command_line import COMMAND_KEY
 from engine.errors import SettingsError, UserError, exit_status_of, storage_error_of
 from engine.learned_rates import META_KEY, learned_from_meta, render_learned
 from engine.output import OutputFiles
-from engine.pipeline import PIPELINE_KEY
+from engine.pipeline import PIPELINE_KEY, RESULTS_FORMAT, chosen_formats
 from engine.prices import Price, load_prices
 from engine.queue.backends import open_queue, run_exists
 from engine.rundir import QUEUE_FILE, lock_run_dir
@@ -158,8 +158,10 @@ async def status_command(run_dir: Path, as_json: bool, prices_path: Path | None 
     return await _reporting_errors(_status(run_dir, as_json, prices_path))
 
 
-async def export_command(run_dir: Path, prices_path: Path | None = None) -> int:
-    return await _reporting_errors(_export(run_dir, prices_path))
+async def export_command(
+    run_dir: Path, prices_path: Path | None = None, formats: Sequence[str] | None = None
+) -> int:
+    return await _reporting_errors(_export(run_dir, prices_path, formats))
 
 
 async def _reporting_errors(work: Coroutine[Any, Any, int]) -> int:
@@ -203,21 +205,31 @@ async def _status(run_dir: Path, as_json: bool, prices_path: Path | None) -> int
     return 0
 
 
-async def _export(run_dir: Path, prices_path: Path | None) -> int:
+async def _export(run_dir: Path, prices_path: Path | None, asked: Sequence[str] | None) -> int:
     _existing_run(run_dir)
     prices = load_prices(prices_path)
     with lock_run_dir(run_dir):
         queue = await open_queue(run_dir)
-        output = OutputFiles(run_dir, prices=prices)
         try:
-            await output.rebuild(queue)
-            counts = await queue.counts()
             pipeline = await pipelines.resume(await queue.get_meta(PIPELINE_KEY), queue)
-            said = await pipeline.export(queue, run_dir, prices)
+            formats = chosen_formats(pipeline, asked)
+            live_results = RESULTS_FORMAT in pipeline.default_formats
+            output = OutputFiles(run_dir, prices=prices, with_results=live_results)
+            try:
+                await output.rebuild(queue)
+                if RESULTS_FORMAT in formats:
+                    await output.snapshot_results(queue)
+            finally:
+                output.close()
+            counts = await queue.counts()
+            said = await pipeline.export(queue, run_dir, prices, formats)
         finally:
-            output.close()
             await queue.close()
-    print(f"exported {counts.count(Status.DONE)} results and {counts.count(Status.FAILED)} errors")
+    if RESULTS_FORMAT in formats:
+        done, failed = counts.count(Status.DONE), counts.count(Status.FAILED)
+        print(f"exported {done} results and {failed} errors")
+    else:
+        print(f"exported {counts.count(Status.FAILED)} errors")
     if said:
         print(said)
     return 0

@@ -7,14 +7,14 @@ queue's meta, so rerunning the same command resumes instead of reading the file 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import structlog
 
 from engine.errors import InputError, SettingsError
 from engine.inputs import read_batch_requests
-from engine.pipeline import PIPELINE_KEY
+from engine.pipeline import PIPELINE_KEY, RESULTS_FORMAT
 from engine.prices import Price
 from engine.queue import EnqueueConflict, WorkQueue
 from schemas.job import ClaimedJob
@@ -28,6 +28,8 @@ class RequestsPipeline:
     """`generate --requests FILE` (`path` None: a resumed run, for `export`)."""
 
     name = NAME
+    export_formats: tuple[str, ...] = ()
+    default_formats = (RESULTS_FORMAT,)
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -43,7 +45,11 @@ class RequestsPipeline:
         return None
 
     async def export(
-        self, queue: WorkQueue, run_dir: Path, prices: Mapping[str, Price]
+        self,
+        queue: WorkQueue,
+        run_dir: Path,
+        prices: Mapping[str, Price],
+        formats: Collection[str],
     ) -> str | None:
         return None
 

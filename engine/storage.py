@@ -9,11 +9,12 @@ from pathlib import Path
 
 from engine.errors import StorageError, storage_error_of
 
-# What the PERSONA run writes per call (queue, output files, pairs; and the cache): 5,820 and
-# 865 bytes on the full default run (635,577 calls: 3.7 GB run directory, 0.55 GB cache), 6,000
-# and 918 on `generate --personas 30` (13,174 calls: 79.0 MB and 12.1 MB, measured 2026-12-01)
-PERSONA_RUN_DIR_BYTES_PER_CALL = 6_000
-PERSONA_CACHE_BYTES_PER_CALL = 920
+# What the PERSONA run writes per call (queue, output files, pairs; and the cache): 982 and 349
+# bytes on the full default run with compressed bodies and Parquet pairs (635,577 calls: 624 MB
+# run directory, 222 MB cache, measured 2026-12-01 on the simulator's replies; before them 5,820
+# and 865). Real replies compress less than the simulator's: rounded up.
+PERSONA_RUN_DIR_BYTES_PER_CALL = 1_500
+PERSONA_CACHE_BYTES_PER_CALL = 500
 
 
 def storage_error_in(exc: BaseException, run_dir: Path) -> StorageError | None:

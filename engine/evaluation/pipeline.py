@@ -14,14 +14,14 @@ export    report.json, report.md, report.png (engine.evaluation.report, .plot)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from engine.errors import SettingsError
-from engine.evaluation import templates
+from engine.evaluation import REPORT_FORMAT, templates
 from engine.evaluation.samples import (
     EvalSettings,
     Sample,
@@ -34,7 +34,7 @@ from engine.evaluation.slices import Clause, check_not_empty
 from engine.evaluation.verdicts import FormatError, parse_answer, parse_verdict, reply_text
 from engine.inputs import canonical_body, estimate_tokens, fingerprint
 from engine.persona.run import SettingsChanged
-from engine.pipeline import PIPELINE_KEY
+from engine.pipeline import PIPELINE_KEY, RESULTS_FORMAT
 from engine.prices import Price
 from engine.queue import WorkQueue
 from schemas.job import ClaimedJob, NewJob, TerminalRow
@@ -77,6 +77,8 @@ def _request(body: dict[str, Any]) -> tuple[bytes, str, int]:
 
 class EvaluatePipeline:
     name = NAME
+    export_formats = (REPORT_FORMAT,)
+    default_formats = (RESULTS_FORMAT, REPORT_FORMAT)
 
     def __init__(
         self,
@@ -219,10 +221,16 @@ class EvaluatePipeline:
             raise InvalidOutput(str(exc), status_code=200, body=text[:4000]) from None
 
     async def export(
-        self, queue: WorkQueue, run_dir: Path, prices: Mapping[str, Price]
+        self,
+        queue: WorkQueue,
+        run_dir: Path,
+        prices: Mapping[str, Price],
+        formats: Collection[str],
     ) -> str | None:
         from engine.evaluation.report import write_reports  # noqa: PLC0415 (scipy: on demand)
 
+        if REPORT_FORMAT not in formats:
+            return None
         return await write_reports(self, queue, run_dir, prices)
 
 

@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
 from engine.errors import InputError, SettingsError
-from engine.evaluation import stats
+from engine.evaluation import REPORT_FORMAT, stats
 from engine.evaluation.report import SIMULATED_NOTE
 from engine.evaluation.verdicts import FormatError, json_text, reply_text
 from engine.inputs import canonical_body, fingerprint
 from engine.persona.run import SettingsChanged
-from engine.pipeline import PIPELINE_KEY
+from engine.pipeline import PIPELINE_KEY, RESULTS_FORMAT
 from engine.prices import Price
 from engine.queue import WorkQueue
 from schemas.job import ClaimedJob, NewJob, Status
@@ -133,14 +133,18 @@ def parse_preference(text: str) -> Preference:
 
 
 def read_pairs(run_dir: Path) -> tuple[list[SourcePair], str]:
+    """A finished run's pairs (pairs.jsonl, else pairs.parquet) and the digest of the file."""
     path = run_dir / "pairs.jsonl"
+    parquet = run_dir / "pairs.parquet"
+    if not path.exists() and parquet.exists():
+        return _read_parquet_pairs(parquet)
     try:
         raw = path.read_bytes()
     except OSError:
         raise InputError(
             path,
             None,
-            "not a finished generation run (no pairs.jsonl: run "
+            "not a finished generation run (no pairs.jsonl or pairs.parquet: run "
             "`generate` to the end, or `export`)",
         ) from None
     pairs = []
@@ -149,6 +153,22 @@ def read_pairs(run_dir: Path) -> tuple[list[SourcePair], str]:
             pairs.append(_pair_decoder.decode(line))
         except msgspec.DecodeError as exc:
             raise InputError(path, number, f"not a pair: {exc}") from None
+    if not pairs:
+        raise InputError(path, None, "no pairs: not a finished generation run")
+    return pairs, hashlib.sha256(raw).hexdigest()
+
+
+def _read_parquet_pairs(path: Path) -> tuple[list[SourcePair], str]:
+    import pyarrow as pa  # noqa: PLC0415 (only for a run exported as Parquet)
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    raw = path.read_bytes()
+    columns = [f.name for f in msgspec.structs.fields(SourcePair)]
+    try:
+        rows = pq.read_table(pa.BufferReader(raw), columns=columns).to_pylist()
+        pairs = msgspec.convert(rows, list[SourcePair])
+    except (pa.ArrowException, msgspec.ValidationError) as exc:
+        raise InputError(path, None, f"not a pairs file: {exc}") from None
     if not pairs:
         raise InputError(path, None, "no pairs: not a finished generation run")
     return pairs, hashlib.sha256(raw).hexdigest()
@@ -177,6 +197,8 @@ def draw_items(pairs: list[SourcePair], n: int, seed: int) -> list[Item]:
 
 class VerifyPipeline:
     name = NAME
+    export_formats = (REPORT_FORMAT,)
+    default_formats = (RESULTS_FORMAT, REPORT_FORMAT)
 
     def __init__(self, settings: VerifySettings, items: list[Item] | None = None) -> None:
         self.settings = settings
@@ -232,8 +254,14 @@ class VerifyPipeline:
             raise InvalidOutput(str(exc), status_code=200, body=text[:4000]) from None
 
     async def export(
-        self, queue: WorkQueue, run_dir: Path, prices: Mapping[str, Price]
+        self,
+        queue: WorkQueue,
+        run_dir: Path,
+        prices: Mapping[str, Price],
+        formats: Collection[str],
     ) -> str | None:
+        if REPORT_FORMAT not in formats:
+            return None
         rows = await queue.done_rows([f"verify:{i.id}" for i in self.items])
         lines, revision, chose_a = [], [], []
         for item in self.items:

@@ -11,14 +11,20 @@ export    pairs.jsonl, pairs.dpo.jsonl, pairs.release.jsonl (engine.persona.expo
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import msgspec
 
 from engine.argtypes import positive_int
 from engine.errors import SettingsError
-from engine.persona.export import PAIR_KIND, export_pairs
+from engine.persona.export import (
+    DEFAULT_FORMATS,
+    FORMATS,
+    PAIR_KIND,
+    export_pairs,
+    file_names,
+)
 from engine.persona.graph import GraphConfig, PersonaGraph
 from engine.persona.run import PersonaRunOptions, SettingsChanged, plan, signature
 from engine.pipeline import PIPELINE_KEY
@@ -51,6 +57,8 @@ _config_decoder = msgspec.json.Decoder(GraphConfig)
 
 class PersonaPipeline:
     name = NAME
+    export_formats = FORMATS
+    default_formats = DEFAULT_FORMATS
 
     def __init__(self, options: PersonaRunOptions) -> None:
         self.options = options
@@ -120,10 +128,18 @@ class PersonaPipeline:
         PersonaGraph.validate(job, result)
 
     async def export(
-        self, queue: WorkQueue, run_dir: Path, prices: Mapping[str, Price]
+        self,
+        queue: WorkQueue,
+        run_dir: Path,
+        prices: Mapping[str, Price],
+        formats: Collection[str],
     ) -> str | None:
-        count = await export_pairs(queue, run_dir, prices, self._personas, self._prompts)
-        return f"exported {count} pairs -> {run_dir / 'pairs.jsonl'} (+ .dpo, .release)"
+        if not set(formats) & set(FORMATS):
+            return None
+        count = await export_pairs(queue, run_dir, prices, self._personas, self._prompts, formats)
+        names = file_names(formats)
+        more = f" (+ {', '.join(names[1:])})" if len(names) > 1 else ""
+        return f"exported {count} pairs -> {run_dir / names[0]}{more}"
 
 
 async def resume(queue: WorkQueue) -> PersonaPipeline:

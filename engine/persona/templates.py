@@ -67,6 +67,15 @@ class MissingMarkers(ValueError):
 
 def parse_critique(text: str) -> str:
     """`EVALUATION: … SUGGESTIONS: …` (without DONE), or MissingMarkers."""
+    # What `_CRITIQUE` finds, by `str.find` when each part is non-empty (the lazy groups cost
+    # ~8 µs a call on a 500-character reply, three calls per pair); the regex otherwise.
+    i = text.find("EVALUATION:")
+    j = text.find("SUGGESTIONS:", i + 11) if i >= 0 else -1
+    k = text.find("DONE", j + 12) if j >= 0 else -1
+    if k >= 0:
+        evaluation, suggestions = text[i + 11 : j].strip(), text[j + 12 : k].strip()
+        if evaluation and suggestions:
+            return f"EVALUATION: {evaluation}\nSUGGESTIONS: {suggestions}"
     match = _CRITIQUE.search(text)
     if match is None:
         raise MissingMarkers("critique lacks EVALUATION: … SUGGESTIONS: … DONE")
@@ -75,6 +84,10 @@ def parse_critique(text: str) -> str:
 
 def parse_revision(text: str) -> str:
     """The revised answer between `REVISED PREFERENCE:` and the final `DONE`."""
+    i = text.find("REVISED PREFERENCE:")  # as parse_critique: `_REVISED` without the regex
+    end = text.rstrip()
+    if i >= 0 and end.endswith("DONE") and (found := end[i + 19 : -4].strip()):
+        return found
     match = _REVISED.search(text)
     if match is None or not match["text"].strip():
         raise MissingMarkers("revision lacks REVISED PREFERENCE: … DONE")

@@ -7,7 +7,9 @@ thread, so each call is one hop off the event loop: callers batch.
 Schema versions: 1 kept the PERSONA pipeline's personas, prompts and pairs in tables of their
 own; 2 keeps every pipeline's data in `records` (a version-1 file is migrated on open, in one
 transaction); 3 adds the Batch API's `batches` and `batch_jobs` (a job is in at most one open
-batch: `batch_jobs.seq` is its primary key). The response cache's `responses` table is keyed
+batch: `batch_jobs.seq` is its primary key); 4 stores response bodies compressed
+(`engine.queue.blobs`) with their dictionaries in `blob_dicts` (in the queue and in the cache;
+bodies stored before stay readable as they are). The response cache's `responses` table is keyed
 by (endpoint scope, fingerprint); the version-1 cache table `entries`, keyed by fingerprint
 alone, is left in place and never read (its answers cannot be told apart by endpoint).
 """
@@ -38,6 +40,7 @@ import msgspec
 
 from engine.errors import StorageError
 from engine.queue import CacheSpec, EnqueueConflict, Record, SchemaVersionError, failure_codes
+from engine.queue.blobs import BlobCodec
 from schemas.batches import BatchMember, BatchRow, batch_row_decoder, batch_row_encoder
 from schemas.job import (
     CachedResult,
@@ -54,10 +57,18 @@ from schemas.job import (
     TerminalRow,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _T = TypeVar("_T")
 SHARDS = 64
 _STATUSES = ", ".join(f"'{s.value}'" for s in Status)
+
+# the jobs table's secondary indexes: built after the rows when a run is first enqueued (a sort
+# of 635,577 rows, instead of as many B-tree inserts into each)
+_JOB_INDEXES = {
+    "jobs_ready": "CREATE INDEX jobs_ready ON jobs (status, seq, next_run_at)",
+    "jobs_due": "CREATE INDEX jobs_due ON jobs (status, next_run_at)",
+    "jobs_parent": "CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL",
+}
 
 _SCHEMA_V1 = f"""
 CREATE TABLE jobs (
@@ -85,9 +96,7 @@ CREATE TABLE jobs (
     first_started_at  REAL,
     finished_at       REAL
 );
-CREATE INDEX jobs_ready ON jobs (status, seq, next_run_at);
-CREATE INDEX jobs_due ON jobs (status, next_run_at);
-CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL;
+{";".join(_JOB_INDEXES.values())};
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -107,6 +116,8 @@ _BATCHES = (
     "line INTEGER NOT NULL, custom_id TEXT NOT NULL, fingerprint TEXT NOT NULL)",
     "CREATE INDEX batch_jobs_key ON batch_jobs (batch_key, line)",
 )
+# dictionaries of the compressed bodies (engine.queue.blobs), in the queue and in the cache
+_BLOB_DICTS = "CREATE TABLE {schema}blob_dicts (id INTEGER PRIMARY KEY, data BLOB NOT NULL)"
 _NOT_IN_BATCH = "AND seq NOT IN (SELECT seq FROM batch_jobs)"
 
 # version 1 -> 2: the PERSONA tables become records (JSON values), in their insertion order
@@ -190,6 +201,8 @@ CREATE TABLE IF NOT EXISTS cache.responses (
     PRIMARY KEY (scope, fingerprint)
 )
 """
+_CACHE_DICTS = _BLOB_DICTS.format(schema="IF NOT EXISTS cache.")
+_CACHE_DICT_PUT = "INSERT OR IGNORE INTO cache.blob_dicts (id, data) VALUES (?, ?)"
 _CACHE_PUT = (
     "INSERT OR IGNORE INTO cache.responses "
     "(scope, fingerprint, result, prompt_tokens, completion_tokens, created_at) "
@@ -214,9 +227,15 @@ class SQLiteQueue:
     """
 
     def __init__(
-        self, db: sqlite3.Connection, path: Path, thread: ThreadPoolExecutor, scope: str | None
+        self,
+        db: sqlite3.Connection,
+        codec: BlobCodec,
+        path: Path,
+        thread: ThreadPoolExecutor,
+        scope: str | None,
     ) -> None:
         self._db = db
+        self._codec = codec
         self._thread = thread
         self._scope = scope  # the cache scope; None: no cache
         self.path = path
@@ -230,14 +249,14 @@ class SQLiteQueue:
         loop = asyncio.get_running_loop()
         cache_path = cache.path if cache is not None else None
         try:
-            db = await loop.run_in_executor(thread, _connect, path, cache_path)
+            db, codec = await loop.run_in_executor(thread, _connect, path, cache_path)
         except sqlite3.Error as exc:
             thread.shutdown(wait=False)
             raise _storage_error(exc, path, cache_path) or exc from None
         except BaseException:
             thread.shutdown(wait=False)
             raise
-        queue = cls(db, path, thread, cache.scope if cache is not None else None)
+        queue = cls(db, codec, path, thread, cache.scope if cache is not None else None)
         queue._cache_path = cache_path
         return queue
 
@@ -277,6 +296,10 @@ class SQLiteQueue:
     ) -> int:
         try:
             with self._transaction() as db:
+                first = db.execute("SELECT NOT EXISTS (SELECT 1 FROM jobs)").fetchone()[0]
+                if first:
+                    for name in _JOB_INDEXES:
+                        db.execute(f"DROP INDEX {name}")
                 for kind, items in records.items():
                     iterator = iter(items)
                     while chunk := list(islice(iterator, 5000)):
@@ -289,6 +312,9 @@ class SQLiteQueue:
                     db.executemany(_SET_META, list(meta.items()))
                 added = self._stage_and_insert(jobs)
                 self._check_conflicts()
+                if first:
+                    for statement in _JOB_INDEXES.values():
+                        db.execute(statement)
         finally:
             self._db.execute("DROP TABLE IF EXISTS temp.incoming")
         return added
@@ -354,11 +380,21 @@ class SQLiteQueue:
         return jobs
 
     async def commit(self, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:
-        await self._call(self._commit, _group(outcomes, self._scope), dict(meta))
+        await self._call(self._commit, outcomes, dict(meta))
 
-    def _commit(self, groups: _Groups, meta: dict[str, str]) -> None:
+    def _commit(self, outcomes: Sequence[Outcome], meta: dict[str, str]) -> None:
+        groups = _group(outcomes, self._scope, self._codec.encode)
         with self._transaction() as db:
+            self._store_new_dictionary(db)
             _apply(db, groups, meta)
+
+    def _store_new_dictionary(self, db: sqlite3.Connection) -> None:
+        """A dictionary the codec trained while encoding this commit's bodies: stored in the
+        same transaction as (before) the first bodies compressed with it."""
+        if new_dictionary := self._codec.take_new_dictionary():
+            db.execute("INSERT INTO blob_dicts (id, data) VALUES (?, ?)", new_dictionary)
+            if self._scope is not None:
+                db.execute(_CACHE_DICT_PUT, new_dictionary)
 
     async def batch_open(self, batch: BatchRow, members: Sequence[BatchMember]) -> None:
         rows = [(m.seq, batch.key, i, m.custom_id, m.fingerprint) for i, m in enumerate(members)]
@@ -406,11 +442,15 @@ class SQLiteQueue:
     async def batch_settle(
         self, batch: BatchRow, outcomes: Sequence[Outcome], meta: Mapping[str, str]
     ) -> None:
-        await self._call(self._batch_settle, batch, _group(outcomes, self._scope), dict(meta))
+        await self._call(self._batch_settle, batch, outcomes, dict(meta))
 
-    def _batch_settle(self, batch: BatchRow, groups: _Groups, meta: dict[str, str]) -> None:
+    def _batch_settle(
+        self, batch: BatchRow, outcomes: Sequence[Outcome], meta: dict[str, str]
+    ) -> None:
+        groups = _group(outcomes, self._scope, self._codec.encode)
         with self._transaction() as db:
             db.execute("DELETE FROM batch_jobs WHERE batch_key = ?", (batch.key,))
+            self._store_new_dictionary(db)
             _apply(db, groups, meta)
             db.execute(
                 "UPDATE batches SET state = ?, row = ? WHERE key = ?",
@@ -429,7 +469,7 @@ class SQLiteQueue:
             f"WHERE scope = ? AND fingerprint IN ({marks})",
             [scope, *fingerprints],
         )
-        return {r[0]: CachedResult(r[1], r[2], r[3]) for r in rows}
+        return {r[0]: CachedResult(self._decode(r[1]), r[2], r[3]) for r in rows}
 
     async def done_rows(self, job_ids: Sequence[str]) -> dict[str, TerminalRow]:
         if not job_ids:
@@ -444,7 +484,7 @@ class SQLiteQueue:
             # `+status`: look rows up by id; the planner would otherwise scan the status index
             sql = f"SELECT {_ROW_COLUMNS} FROM jobs WHERE id IN ({marks}) AND +status = 'done'"
             for r in self._db.execute(sql, chunk):
-                found[r[1]] = _terminal_row(r)
+                found[r[1]] = self._terminal_row(r)
         return found
 
     async def iter_records(self, kind: str, chunk: int = 2000) -> AsyncIterator[Record]:
@@ -559,7 +599,19 @@ class SQLiteQueue:
             last = rows[-1].seq
 
     def _terminal_chunk(self, after: int, limit: int) -> list[TerminalRow]:
-        return [_terminal_row(r) for r in self._db.execute(_TERMINAL, (after, limit))]
+        return [self._terminal_row(r) for r in self._db.execute(_TERMINAL, (after, limit))]
+
+    def _terminal_row(self, r: Sequence[Any]) -> TerminalRow:
+        return _terminal_row(r, None if r[4] is None else self._decode(r[4]))
+
+    def _decode(self, stored: bytes) -> bytes:
+        try:
+            return self._codec.decode(stored)
+        except LookupError:
+            # a dictionary another writer of the shared cache stored after this file was opened
+            for _, data in _stored_dictionaries(self._db, self._scope is not None):
+                self._codec.add_dictionary(data)
+            return self._codec.decode(stored)
 
     async def get_meta(self, key: str) -> str | None:
         value = await self._scalar("SELECT value FROM meta WHERE key = ?", (key,))
@@ -580,7 +632,7 @@ class SQLiteQueue:
         return None if row is None else row[0]
 
 
-def _connect(path: Path, cache_path: Path | None) -> sqlite3.Connection:
+def _connect(path: Path, cache_path: Path | None) -> tuple[sqlite3.Connection, BlobCodec]:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         db.execute("PRAGMA journal_mode = WAL")
@@ -596,10 +648,32 @@ def _connect(path: Path, cache_path: Path | None) -> sqlite3.Connection:
             # database would otherwise sync its WAL on every commit: synchronous = FULL)
             db.execute("PRAGMA cache.synchronous = NORMAL")
             db.execute(_CACHE_SCHEMA)
+            db.execute(_CACHE_DICTS)
+        codec = _codec_of(db, cache_path is not None)
     except BaseException:
         db.close()
         raise
-    return db
+    return db, codec
+
+
+def _codec_of(db: sqlite3.Connection, attached_cache: bool) -> BlobCodec:
+    """The codec of this queue: its own dictionaries (the last one compresses), and the
+    cache's (read only); the queue's dictionaries are copied into an attached cache, which
+    stores bodies compressed with them."""
+    own = db.execute("SELECT id, data FROM blob_dicts ORDER BY rowid").fetchall()
+    codec = BlobCodec(own)
+    if attached_cache:
+        db.executemany(_CACHE_DICT_PUT, own)
+        for _, data in _stored_dictionaries(db, attached_cache):
+            codec.add_dictionary(data)
+    return codec
+
+
+def _stored_dictionaries(db: sqlite3.Connection, attached_cache: bool) -> list[tuple[int, bytes]]:
+    rows = db.execute("SELECT id, data FROM blob_dicts").fetchall()
+    if attached_cache:
+        rows += db.execute("SELECT id, data FROM cache.blob_dicts").fetchall()
+    return rows
 
 
 #: SQLite primary result codes that mean the filesystem refused a write
@@ -642,13 +716,13 @@ def _free_bytes(path: Path) -> int:
     return stat.f_bavail * stat.f_frsize
 
 
-def _terminal_row(r: Sequence[Any]) -> TerminalRow:
+def _terminal_row(r: Sequence[Any], result: bytes | None) -> TerminalRow:
     return TerminalRow(
         seq=r[0],
         id=r[1],
         status=Status(r[2]),
         attempts=r[3],
-        result=r[4],
+        result=result,
         error=r[5],
         status_code=r[6],
         request_id=r[7],
@@ -679,6 +753,8 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         statements = []
     if version < 3:  # version 3 added the Batch API tables
         statements += _BATCHES
+    if version < 4:  # version 4: compressed bodies and their dictionaries
+        statements.append(_BLOB_DICTS.format(schema="IF NOT EXISTS "))
     # Not executescript (it commits on its own): one transaction, so a crash here leaves the
     # file as it was.
     db.execute("BEGIN IMMEDIATE")
@@ -712,7 +788,9 @@ def _apply(db: sqlite3.Connection, groups: _Groups, meta: dict[str, str]) -> Non
         db.executemany(_RELEASE_CHILDREN, parents)
 
 
-def _group(outcomes: Sequence[Outcome], scope: str | None) -> _Groups:
+def _group(
+    outcomes: Sequence[Outcome], scope: str | None, encode: Callable[[bytes], bytes]
+) -> _Groups:
     done: _Rows = []
     retry: _Rows = []
     failed: _Rows = []
@@ -722,14 +800,15 @@ def _group(outcomes: Sequence[Outcome], scope: str | None) -> _Groups:
     for o in outcomes:
         match o:
             case Done():
-                done.append(_done_row(o))
+                body = encode(o.body)
+                done.append(_done_row(o, body))
                 parents.append((o.job_id,))
                 if not o.cached and scope is not None:
                     fresh.append(
                         (
                             scope,
                             o.fingerprint,
-                            o.body,
+                            body,
                             o.prompt_tokens,
                             o.completion_tokens,
                             o.finished_at,
@@ -755,10 +834,10 @@ def _group(outcomes: Sequence[Outcome], scope: str | None) -> _Groups:
     return done, retry, failed, released, fresh, parents
 
 
-def _done_row(o: Done) -> tuple[Any, ...]:
+def _done_row(o: Done, body: bytes) -> tuple[Any, ...]:
     return (
         o.attempts,
-        o.body,
+        body,
         o.status_code,
         o.request_id,
         o.prompt_tokens,

@@ -323,6 +323,21 @@ async def test_sqlite_reads_by_id_through_the_id_index(sqlite_queue: SQLiteQueue
     assert "AND +status = 'done'" in (Path(__file__).parents[2] / source).read_text()
 
 
+async def test_sqlite_first_enqueue_builds_the_indexes_after_the_rows(tmp_path: Path) -> None:
+    path = tmp_path / "queue.sqlite"
+    queue = await SQLiteQueue.open(path)
+    with pytest.raises(EnqueueConflict):  # a first enqueue that fails leaves the schema whole
+        await queue.enqueue([make_job(1), make_job(2), make_job(1, text="other")])
+    await queue.enqueue([make_job(i) for i in range(10)])
+    await queue.enqueue([make_job(i) for i in range(10, 20)])  # not the first: indexes kept
+    await queue.close()
+    with sqlite3.connect(path) as db:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"jobs_ready", "jobs_due", "jobs_parent"} <= names
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT count(*) FROM jobs").fetchone()[0] == 20
+
+
 def _failed(job_seq: int, job_id: str, status: int, code: str, attempts: int = 3) -> Failed:
     body = json.dumps({"error": {"message": "no", "type": "invalid_request_error", "code": code}})
     error = ErrorInfo("PermanentError", f"HTTP {status}", status, body)
@@ -478,6 +493,7 @@ async def test_version_2_file_is_migrated(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:  # take it back to what version 2 wrote
         db.execute("DROP TABLE batch_jobs")
         db.execute("DROP TABLE batches")
+        db.execute("DROP TABLE blob_dicts")
         db.execute("PRAGMA user_version = 2")
     queue = await SQLiteQueue.open(path)
     try:
@@ -488,4 +504,4 @@ async def test_version_2_file_is_migrated(tmp_path: Path) -> None:
     finally:
         await queue.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4

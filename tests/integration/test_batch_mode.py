@@ -27,7 +27,8 @@ from tests.helpers import (
 )
 
 BATCH = ("--api", "batch", "--batch-poll-s", "0.01", "--batch-poll-max-s", "0.05", "--no-cache")
-SMALL = ("--personas", "20", "--prompts-per-persona", "10")
+# the PERSONA run, with its pairs and a line per call as JSONL (the tests compare them)
+SMALL = ("--personas", "20", "--prompts-per-persona", "10", "--export-format", "pairs,results")
 
 
 def _requests(path: Path, n: int) -> Path:

@@ -250,8 +250,9 @@ def test_persona_run_with_two_workers_exports_the_same_pairs(tmp_path: Path, pg_
     small = ("--personas", "20", "--prompts-per-persona", "10", "--concurrency", "4")
     with simulator("--latency-ms", "50") as sim, _processes() as started:
         alone = run_engine(
-            "generate", *small, "--run-dir", str(tmp_path / "sqlite"), "--base-url", sim.base_url
-        )
+            "generate", *small, "--run-dir", str(tmp_path / "sqlite"), "--base-url", sim.base_url,
+            "--export-format", "pairs",
+        )  # fmt: skip
         assert alone.returncode == 0, alone.stderr
         common = ("--base-url", sim.base_url, "--no-cache", "--no-progress")
         first = _start(started, tmp_path / "g.log", "generate", *small, "--queue", pg_url, *common)
@@ -260,9 +261,11 @@ def test_persona_run_with_two_workers_exports_the_same_pairs(tmp_path: Path, pg_
         for process in (first, second):
             out, _ = process.communicate(timeout=300)
             assert process.returncode == 0, out
-    result = run_engine("export", "--queue", pg_url, "--run-dir", str(tmp_path / "pg"))
+    result = run_engine(
+        "export", "--queue", pg_url, "--run-dir", str(tmp_path / "pg"), "--format", "pairs"
+    )
     assert result.returncode == 0, result.stderr
-    assert "exported 200 pairs" in result.stdout
+    assert "200 pairs" in result.stdout
 
     def pairs(run_dir: Path) -> dict[tuple[str, str], tuple[str, str, str]]:
         return {

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pyarrow.parquet as pq
 from aiohttp import web
 
 from engine.persona.paths import DEFAULT_PERSONAS_PATH
@@ -123,7 +124,7 @@ def test_prompts_classify_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "b.jsonl").read_bytes() == out.read_bytes()
     assert again.stdout.count("run already complete") == 1
     assert pairs.returncode == 0, pairs.stderr
-    assert len(read_jsonl(tmp_path / "pairs" / "pairs.jsonl")) == 8
+    assert pq.read_table(tmp_path / "pairs" / "pairs.parquet").num_rows == 8
 
 
 # --- a scripted API for the failure paths ----------------------------------------------------

@@ -7,6 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from engine.crashpoints import ENV
@@ -36,11 +37,28 @@ def test_small_run_exports_pairs_with_one_answer_per_distinct_prompt(tmp_path: P
         out = _generate(run_dir, sim.base_url)
         assert out.returncode == 0, out.stderr
         stats = sim.stats()
+        events = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
+        phases = [(e["event"], e["phase"]) for e in events if e["event"].startswith("phase.")]
+        assert phases == [
+            ("phase.started", "enqueue"),
+            ("phase.finished", "enqueue"),
+            ("phase.started", "export"),
+            ("phase.finished", "export"),
+        ]
+        assert [e["phase"] for e in events if e["event"] == "run.finished"] == ["run"]
         again = _generate(run_dir, sim.base_url)
         assert again.returncode == 0, again.stderr
         assert "already complete" in again.stdout
         assert sim.stats()["completions_served"] == stats["completions_served"]
+    # by default: the three views as Parquet, no JSONL views, no line per call
+    written = {p.name for p in run_dir.iterdir()}
+    assert {"pairs.parquet", "pairs.dpo.parquet", "pairs.release.parquet"} <= written
+    assert not written & {"pairs.jsonl", "pairs.dpo.jsonl", "pairs.release.jsonl", "results.jsonl"}
+    exported = run_engine("export", "--run-dir", str(run_dir), "--format", "pairs,dpo,release")
+    assert exported.returncode == 0, exported.stderr
+    assert "exported 200 pairs" in exported.stdout
     pairs = read_jsonl(run_dir / "pairs.jsonl")
+    assert pq.read_table(run_dir / "pairs.parquet").to_pylist() == pairs
     assert len(pairs) == 200
     assert len({(p["persona_id"], p["prompt_id"]) for p in pairs}) == 200
     distinct_prompts = {p["prompt_id"] for p in pairs}
@@ -63,6 +81,7 @@ def test_small_run_exports_pairs_with_one_answer_per_distinct_prompt(tmp_path: P
     assert len(dpo) == 200
     assert all(set(r) == {"prompt", "chosen", "rejected"} for r in dpo)
     assert all(r["chosen"] != r["rejected"] and "age: " in r["prompt"] for r in dpo)
+    assert pq.read_table(run_dir / "pairs.dpo.parquet").to_pylist() == dpo
     release = read_jsonl(run_dir / "pairs.release.jsonl")
     assert set(release[0]) == {
         "persona",
@@ -72,6 +91,29 @@ def test_small_run_exports_pairs_with_one_answer_per_distinct_prompt(tmp_path: P
         "data",
         "question type",
     }
+    table = pq.read_table(run_dir / "pairs.release.parquet")
+    assert table.column_names == list(release[0])
+    assert table.num_rows == 200
+    assert table.to_pylist() == release
+
+
+def test_export_formats_are_checked_against_the_run(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with simulator() as sim:
+        out = _generate(run_dir, sim.base_url, "--export-format", "pairs,results")
+        assert out.returncode == 0, out.stderr
+    assert len(read_jsonl(run_dir / "pairs.jsonl")) == 200
+    assert len(read_jsonl(run_dir / "results.jsonl")) == 400 + len(
+        {p["prompt_id"] for p in read_jsonl(run_dir / "pairs.jsonl")}
+    )
+    assert not (run_dir / "pairs.parquet").exists()
+    bad = run_engine("export", "--run-dir", str(run_dir), "--format", "parquet,csv")
+    assert bad.returncode == 2
+    assert "--format csv" in bad.stderr
+    assert "parquet" in bad.stderr
+    requests = run_engine("generate", "--requests", "x.jsonl", "--export-format", "dpo")
+    assert requests.returncode == 2
+    assert "--export-format dpo" in requests.stderr
 
 
 def test_crash_between_stages_loses_nothing(tmp_path: Path) -> None:
@@ -79,7 +121,7 @@ def test_crash_between_stages_loses_nothing(tmp_path: Path) -> None:
     with simulator("--latency-ms", "5") as sim:
         crashed = _generate(run_dir, sim.base_url, env={ENV: "after_append:6"})
         assert crashed.returncode == -signal.SIGKILL
-        resumed = _generate(run_dir, sim.base_url)
+        resumed = _generate(run_dir, sim.base_url, "--export-format", "pairs,results")
         assert resumed.returncode == 0, resumed.stderr
         stats = sim.stats()
     pairs = read_jsonl(run_dir / "pairs.jsonl")

@@ -11,8 +11,13 @@ from tests.helpers import ROOT
 
 CORE_PACKAGES = ("engine", "workers", "ratelimits", "schemas")
 DOMAIN = "engine.persona"
-DOMAINS = (DOMAIN, "engine.evaluation")  # domain packages: the core imports none of them
+DOMAINS = (
+    DOMAIN,
+    "engine.evaluation",
+    "engine.study",
+)  # domain packages: the core imports none of them
 BACKENDS = {Path("engine/queue/sqlite.py"), Path("engine/queue/postgres.py")}
+STUDY_STORE = Path("engine/study/store.py")  # the study's answers file, not a queue backend
 _SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|CREATE\s+TABLE|PRAGMA\s)")
 
 
@@ -49,7 +54,7 @@ def test_only_storage_backends_know_sql() -> None:
     for package in (*CORE_PACKAGES, "bench"):
         for path in sorted((ROOT / package).rglob("*.py")):
             relative = path.relative_to(ROOT)
-            if relative in BACKENDS:
+            if relative in BACKENDS or relative == STUDY_STORE:
                 continue
             text = path.read_text()
             if re.search(r"^\s*(import|from)\s+(sqlite3|aiosqlite|asyncpg|psycopg)", text, re.M):
@@ -61,3 +66,18 @@ def test_only_storage_backends_know_sql() -> None:
 
 def test_the_check_above_can_see_sql() -> None:
     assert _SQL.search((ROOT / "engine/queue/sqlite.py").read_text())
+
+
+def test_a_run_loads_pyarrow_only_to_export_parquet() -> None:
+    """pyarrow adds ~50 MB to a process: the PERSONA pipeline and the run loop go without it."""
+    code = (
+        "import sys\n"
+        "import engine.generate, engine.persona.pipeline, engine.persona.export\n"
+        "print('pyarrow' in sys.modules)\n"
+        "import engine.persona.parquet\n"
+        "print('pyarrow' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "True"]

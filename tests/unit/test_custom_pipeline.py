@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 
 from engine.inputs import canonical_body, fingerprint
 from engine.output import ERRORS, RESULTS, OutputFiles
-from engine.pipeline import PIPELINE_KEY
+from engine.pipeline import PIPELINE_KEY, RESULTS_FORMAT
 from engine.prices import Price
 from engine.queue import WorkQueue
 from engine.queue.memory import MemoryQueue
@@ -52,6 +52,8 @@ class DraftPolish:
     checks it where the Coordinator takes it)."""
 
     name = "draft-polish"
+    export_formats = ("polished",)
+    default_formats = (RESULTS_FORMAT, "polished")
 
     def __init__(self, items: Mapping[str, str]) -> None:
         self.items = dict(items)  # item id → topic
@@ -89,8 +91,14 @@ class DraftPolish:
             raise InvalidOutput(f"no {MARKER} in the {job.stage}", status_code=200, body=text)
 
     async def export(
-        self, queue: WorkQueue, run_dir: Path, prices: Mapping[str, Price]
+        self,
+        queue: WorkQueue,
+        run_dir: Path,
+        prices: Mapping[str, Price],
+        formats: Collection[str],
     ) -> str | None:
+        if "polished" not in formats:
+            return None
         items = [item async for item, _ in queue.iter_records(ITEM_KIND)]
         polished = await queue.done_rows([f"polish:{item}" for item in items])
         lines = []
@@ -148,7 +156,7 @@ async def run(
             stats = await Coordinator(queue, dispatcher, output, config, pipeline).run()
     finally:
         output.close()
-    await pipeline.export(queue, run_dir, {})
+    await pipeline.export(queue, run_dir, {}, pipeline.default_formats)
     return stats
 
 

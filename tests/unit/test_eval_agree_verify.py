@@ -3,9 +3,13 @@ order recording and labels, run in-process on the in-memory queue."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
+import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from engine.errors import InputError, SettingsError
@@ -105,7 +109,7 @@ async def test_verify_records_the_order_and_writes_labels_in_agree_format(tmp_pa
         await Coordinator(queue, dispatcher, output, config, pipeline).run()
     finally:
         output.close()
-    await pipeline.export(queue, tmp_path, {})
+    await pipeline.export(queue, tmp_path, {}, pipeline.default_formats)
     labels = agree.read_labels(tmp_path / verify.LABELS)
     assert set(labels.values()) == {"revision"}
     assert len(labels) == 30
@@ -122,3 +126,23 @@ def test_verify_refuses_a_run_that_is_not_finished(tmp_path: Path) -> None:
     pairs_file(tmp_path, 3)
     with pytest.raises(SettingsError, match="only 3 pairs"):
         verify.draw_items(verify.read_pairs(tmp_path)[0], 5, seed=0)
+
+
+def test_verify_reads_a_run_exported_as_parquet(tmp_path: Path) -> None:
+    (tmp_path / "jsonl").mkdir()
+    pairs_file(tmp_path / "jsonl", 12)
+    rows = verify.read_pairs(tmp_path / "jsonl")[0]
+    (tmp_path / "parquet").mkdir()
+    table = pa.Table.from_pylist(msgspec.to_builtins(rows))
+    pq.write_table(
+        table.append_column("topic", pa.array(["t"] * 12)), tmp_path / "parquet" / "pairs.parquet"
+    )
+    pairs, digest = verify.read_pairs(tmp_path / "parquet")
+    assert pairs == rows
+    assert (
+        digest == hashlib.sha256((tmp_path / "parquet" / "pairs.parquet").read_bytes()).hexdigest()
+    )
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "pairs.parquet").write_bytes(b"not parquet")
+    with pytest.raises(InputError, match="not a pairs file"):
+        verify.read_pairs(tmp_path / "bad")

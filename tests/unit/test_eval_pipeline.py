@@ -71,7 +71,7 @@ async def run(
             await Coordinator(queue, dispatcher, output, config, pipeline).run()
     finally:
         output.close()
-    await pipeline.export(queue, run_dir, {})
+    await pipeline.export(queue, run_dir, {}, pipeline.default_formats)
 
 
 async def test_every_sample_is_answered_and_judged_once_per_mode_and_draw(

@@ -47,7 +47,7 @@ PARQUET = ("pairs.parquet", "pairs.dpo.parquet", "pairs.release.parquet")  # eng
 FORMATS = ("parquet", "pairs", "dpo", "release")
 DEFAULT_FORMATS = ("parquet",)
 PAIR_KIND = "pair"
-_CHUNK = 2000
+_CHUNK = 1000
 _encoder = msgspec.json.Encoder()
 _pair_decoder = msgspec.json.Decoder(Pair)
 

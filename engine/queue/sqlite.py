@@ -638,7 +638,9 @@ def _connect(path: Path, cache_path: Path | None) -> tuple[sqlite3.Connection, B
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA busy_timeout = 10000")
-        db.execute("PRAGMA cache_size = -65536")  # 64 MiB of pages: the hot index stays cached
+        # 16 MiB of pages: a run loop at 64 MiB spent the same CPU (2 alternating pairs, 41,177
+        # calls), and an export of 317,200 pairs, reading by id, filled all of 64
+        db.execute("PRAGMA cache_size = -16384")
         _migrate(db, path)
         if cache_path is not None:
             cache_path.parent.mkdir(parents=True, exist_ok=True)

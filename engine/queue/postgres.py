@@ -200,6 +200,13 @@ WHERE seq IN (
 )
 RETURNING seq, id, stage, attempts, fingerprint, payload, first_started_at, model, est_tokens
 """
+# The jobs of a claim whose answer was lost with its connection (the UPDATE committed, the
+# rows never arrived): still this process's, with the lease that claim gave them. Without this
+# they would wait out their lease before the sweep returned them.
+_SQL_CLAIMED_BEFORE = """
+SELECT seq, id, stage, attempts, fingerprint, payload, first_started_at, model, est_tokens
+FROM jobs WHERE status = 'running' AND owner = $1 AND lease_until = $2
+"""
 # Done rows, then their waiting children released, in one statement; returns how many jobs
 # this process finished (a job it no longer owns is left to its owner).
 _SQL_DONE = """
@@ -497,11 +504,27 @@ class PostgresQueue:
     # -- claim and commit -----------------------------------------------------------------
 
     async def claim(self, limit: int, now: float, lease_s: float) -> list[ClaimedJob]:
-        return await self._again("claim", lambda: self._claim(limit, now, lease_s))
+        tries = 0
 
-    async def _claim(self, limit: int, now: float, lease_s: float) -> list[ClaimedJob]:
+        def once() -> Awaitable[list[ClaimedJob]]:
+            nonlocal tries
+            tries += 1
+            return self._claim(limit, now, lease_s, again=tries > 1)
+
+        return await self._again("claim", once)
+
+    async def _claim(
+        self, limit: int, now: float, lease_s: float, *, again: bool = False
+    ) -> list[ClaimedJob]:
+        """Claim up to `limit` jobs. `again`: an earlier try of this claim lost its connection,
+        perhaps after its UPDATE committed: the jobs it leased (this owner, this claim's
+        lease_until) are this claim's answer."""
         async with self._pool.acquire() as db:
-            rows = await db.fetch(_SQL_CLAIM, now, limit, now + lease_s, self.owner)
+            rows = []
+            if again:
+                rows = await db.fetch(_SQL_CLAIMED_BEFORE, self.owner, now + lease_s)
+            if not rows:
+                rows = await db.fetch(_SQL_CLAIM, now, limit, now + lease_s, self.owner)
         jobs = [ClaimedJob(*r) for r in rows]
         jobs.sort(key=lambda j: j.seq)
         return jobs

@@ -12,7 +12,7 @@ from engine.queue import SchemaVersionError
 from engine.queue.backends import open_shared_queue
 from engine.queue.postgres import SCHEMA_VERSION, PostgresQueue, redact
 from schemas.batches import BatchMember, BatchRow, BatchState
-from schemas.job import Status
+from schemas.job import ClaimedJob, Status
 from tests.contract.test_queue import done, make_job
 
 
@@ -99,6 +99,41 @@ async def test_workers_claim_disjoint_batches(pg_url: str) -> None:
     finally:
         for w in workers:
             await w.close()
+
+
+async def test_a_claim_whose_answer_was_lost_returns_the_jobs_it_leased(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection dies after the claim's UPDATE committed, before its rows arrive (a
+    server restart, pg_terminate_backend): the claim's retry answers with the jobs leased
+    then, instead of leaving them to wait out their lease, and leases no others."""
+    queue = await PostgresQueue.open(pg_url)
+    try:
+        await queue.enqueue([make_job(i) for i in range(10)])
+        real = queue._claim
+        tries: list[bool] = []
+
+        async def answer_lost_once(
+            limit: int, now: float, lease_s: float, *, again: bool = False
+        ) -> list[ClaimedJob]:
+            tries.append(again)
+            jobs = await real(limit, now, lease_s, again=again)
+            if len(tries) == 1:
+                raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
+            return jobs
+
+        monkeypatch.setattr(queue, "_claim", answer_lost_once)
+        claimed = await queue.claim(4, now=1.0, lease_s=60.0)
+        assert tries == [False, True]
+        assert [j.id for j in claimed] == [make_job(i).id for i in range(4)]
+        counts = await queue.counts()
+        assert (counts.count(Status.RUNNING), counts.count(Status.QUEUED)) == (4, 6)
+        monkeypatch.undo()
+        # a retry whose first try never committed claims anew
+        fresh = await queue._claim(4, now=2.0, lease_s=60.0, again=True)
+        assert [j.id for j in fresh] == [make_job(i).id for i in range(4, 8)]
+    finally:
+        await queue.close()
 
 
 async def test_a_job_taken_over_after_its_lease_is_completed_once(pg_url: str) -> None:

@@ -352,6 +352,7 @@ _SQL_GET_META = "SELECT value FROM meta WHERE key = $1"
 _SQL_REGISTER = """
 INSERT INTO workers (id, host, pid, concurrency, started_at, heartbeat_at)
 VALUES ($1, $2, $3, $4, $5, $5)
+ON CONFLICT (id) DO NOTHING
 """
 _SQL_HEARTBEAT = "UPDATE workers SET heartbeat_at = $2 WHERE id = $1"
 _SQL_LIVE_WORKERS = """

@@ -5,6 +5,9 @@ input; 4 stopped because every call of a stage and model was rejected the same w
 a mistyped model: those jobs are back in the queue, none failed); 5 stopped because the run
 directory or the cache is full or not writable; 130 stopped by a signal. After 4, 5 and 130
 the same command resumes.
+
+`--queue postgresql://…` (generate, worker, status, export): the run lives in that database,
+shared by worker processes on many hosts (engine.fleet) instead of RUN_DIR/queue.sqlite.
 """
 
 from __future__ import annotations
@@ -59,9 +62,59 @@ def _add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=None,
         help="queue and outputs (default: runs/persona, or runs/requests with --requests)",
     )
+    _add_queue_flag(p)
+    p.add_argument(
+        "--enqueue-only",
+        action="store_true",
+        help="with --queue: enqueue the run and exit (start the workers with `worker`)",
+    )
     pipelines.generate_module().add_generate_arguments(p.add_argument_group("PERSONA pipeline"))
     add_engine_flags(p)
     p.set_defaults(func=_run_generate)
+
+
+_QUEUE_HELP = (
+    "a PostgreSQL database holding the run, shared by workers on many hosts "
+    "(postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE; one database holds one run)"
+)
+
+
+def _add_queue_flag(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    p.add_argument(
+        "--queue",
+        required=required,
+        metavar="URL",
+        help=_QUEUE_HELP + ("" if required else " (default: RUN_DIR/queue.sqlite)"),
+    )
+
+
+def _add_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from engine.config import add_engine_flags
+
+    p = sub.add_parser(
+        "worker",
+        allow_abbrev=False,
+        help="join the run in a PostgreSQL database as one more worker",
+        description="Work on the run that `generate --queue URL` enqueued in that database, "
+        "beside the other workers, until no job is left. Writes no files: `export --queue URL "
+        "--run-dir DIR` does. --rpm/--tpm are the whole run's budget, divided between the "
+        "live workers.",
+    )
+    _add_queue_flag(p, required=True)
+    add_engine_flags(p)
+    p.set_defaults(func=_run_worker)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from engine.config import resolve_or_report
+    from engine.fleet import run_worker
+    from engine.generate import GenerateOptions
+
+    config = resolve_or_report(args)
+    if config is None:
+        return EXIT_USAGE
+    options = GenerateOptions.from_config(config, Path("."))
+    return _run_async(lambda: run_worker(options, args.queue, None))
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -90,6 +143,14 @@ def _run_generate(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     options = msgspec.structs.replace(options, export_formats=formats)
+    if args.queue is not None:
+        from engine.fleet import run_worker
+
+        only = args.enqueue_only
+        return _run_async(lambda: run_worker(options, args.queue, pipeline, enqueue_only=only))
+    if args.enqueue_only:
+        print("error: --enqueue-only needs --queue postgresql://…", file=sys.stderr)
+        return EXIT_USAGE
     return _run_async(lambda: generate(options, pipeline))
 
 
@@ -98,6 +159,7 @@ def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "status", allow_abbrev=False, help="counts by status and stage, attempts, tokens, elapsed"
     )
     p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
+    _add_queue_flag(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--prices", type=Path, help="price table overriding engine/data/prices.json")
     p.set_defaults(func=_run_status)
@@ -106,6 +168,10 @@ def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _run_status(args: argparse.Namespace) -> int:
     from engine.report import status_command
 
+    if args.queue is not None:
+        from engine.fleet_report import fleet_status_command
+
+        return _run_async(lambda: fleet_status_command(args.queue, args.json, args.prices))
     return _run_async(lambda: status_command(args.run_dir, args.json, args.prices))
 
 
@@ -117,6 +183,7 @@ def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "pairs) in the formats asked for, from the queue",
     )
     p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
+    _add_queue_flag(p)
     p.add_argument(
         "--format",
         type=comma_list,
@@ -134,6 +201,12 @@ def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _run_export(args: argparse.Namespace) -> int:
     from engine.report import export_command
 
+    if args.queue is not None:
+        from engine.fleet_report import fleet_export_command
+
+        return _run_async(
+            lambda: fleet_export_command(args.queue, args.run_dir, args.prices, args.format)
+        )
     return _run_async(lambda: export_command(args.run_dir, args.prices, args.format))
 
 
@@ -271,6 +344,7 @@ def _run_async(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
 _Adder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 _CORE: dict[str, _Adder] = {
     "generate": _add_generate,
+    "worker": _add_worker,
     "status": _add_status,
     "export": _add_export,
     "simulate": _add_simulate,

@@ -93,6 +93,13 @@ class ProgressReporter:
         self._interactive = interactive
         self._window = RateWindow()
 
+    def observe_run(self, finished: int, total: int) -> None:
+        """The whole run's figures (a worker sharing a queue): progress shows the run's total,
+        this process's own counts adding to it until the next observation."""
+        s = self._stats
+        self._before = finished - (s.done + s.failed)
+        self._total = total
+
     def snapshot(self) -> dict[str, object]:
         s = self._stats
         finished = self._before + s.done + s.failed

@@ -92,7 +92,12 @@ class Coordinator:
         clock: Callable[[], float] = time.time,
         crash: CrashPoints = NO_CRASH,
         systematic: SystematicFailures | None = None,
+        shared_poll_s: float | None = None,
     ) -> None:
+        # a queue shared with other processes (engine.fleet): others' commits release and
+        # retry jobs unseen here, so the feeder looks again every `shared_poll_s`, and ends
+        # only when no job is queued or running anywhere (None: this process owns the queue)
+        self._shared_poll_s = shared_poll_s
         self._pipeline = pipeline
         # permanent failures held while they may be systematic (issue 16)
         self.systematic = systematic or SystematicFailures(config.stop_after_same_errors)
@@ -154,7 +159,11 @@ class Coordinator:
                 await self._hand_out(await self._pipeline.build_requests(self._queue, jobs))
                 continue
             next_due = await self._queue.next_due()
-            if not self._held and next_due is None:
+            if (
+                not self._held
+                and next_due is None
+                and (self._shared_poll_s is None or not await self._queue.has_running())
+            ):
                 return
             if next_due is None and self._held.keys() <= self.systematic.held_seqs:
                 # nothing left but failures held as possibly systematic: they were not
@@ -180,6 +189,8 @@ class Coordinator:
     async def _wait_for_change(self, next_due: float | None) -> None:
         """Sleep until a commit, a stop, or the next retry falls due."""
         timeout = None if next_due is None else max(0.0, next_due - self._clock())
+        if self._shared_poll_s is not None:
+            timeout = self._shared_poll_s if timeout is None else min(timeout, self._shared_poll_s)
         waiters = [
             asyncio.ensure_future(self._changed.wait()),
             asyncio.ensure_future(self._stop.wait()),
@@ -285,9 +296,11 @@ class Coordinator:
     # -- upkeep ----------------------------------------------------------------------------
 
     async def _sweep_loop(self) -> None:
-        """Renew our leases, and return leases that expired (a crashed owner's) to the queue."""
+        """Renew our leases, and return leases that expired (a crashed owner's) to the queue.
+        At least three renewals per lease: a short `--lease-s` never expires a held job."""
+        every = min(self._config.sweep_every_s, self._config.lease_s / 3)
         while True:
-            await asyncio.sleep(self._config.sweep_every_s)
+            await asyncio.sleep(every)
             now = self._clock()
             await self._queue.renew(sorted(self._held), now + self._config.lease_s)
             swept = await self._queue.sweep(now)

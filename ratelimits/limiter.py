@@ -421,6 +421,21 @@ class RateLimiter:
             bucket.level = min(bucket.level, bucket.capacity)
         self._dispatch()
 
+    def set_share(self, share: float) -> None:
+        """Pace at `share` of the configured budgets: one of N workers sharing one run's
+        budget takes 1/N of it (re-set as workers come and go). Waiters are re-timed."""
+        now = self._clock.now()
+        self._wait_s(0, now)  # refill at the old rate up to now
+        for bucket, configured in (
+            (self._requests, self.config.rpm),
+            (self._tokens, self.config.tpm),
+        ):
+            if bucket is not None and configured is not None:
+                bucket.configured_per_min = bucket.per_min = configured * share
+                bucket.capacity = max(1.0, bucket.per_min * bucket.burst_s / 60.0)
+                bucket.level = min(bucket.level, bucket.capacity)
+        self._dispatch()
+
     def pause_for(self, seconds: float) -> None:
         """Send nothing for `seconds` (a Retry-After); a longer pause already set stands."""
         now = self._clock.now()
@@ -474,6 +489,13 @@ class LimiterRegistry:
         self._clock = clock
         self._rng = rng
         self._limiters: dict[str, RateLimiter] = {}
+        self._share = 1.0
+
+    def set_share(self, share: float) -> None:
+        """Every model's budgets at `share` (a worker's part of a run shared by several)."""
+        self._share = share
+        for limiter in self._limiters.values():
+            limiter.set_share(share)
 
     def config_for(self, model: str) -> LimitConfig:
         override = self._config.models.get(model)
@@ -490,6 +512,8 @@ class LimiterRegistry:
         limiter = self._limiters.get(model)
         if limiter is None:
             limiter = RateLimiter(self.config_for(model), self._clock, rng=self._rng)
+            if self._share != 1.0:
+                limiter.set_share(self._share)
             self._limiters[model] = limiter
         return limiter
 

@@ -90,6 +90,11 @@ class Dispatcher:
         """The learned rate per model (None when not learning)."""
         return self._learners
 
+    @property
+    def limits(self) -> LimiterRegistry | None:
+        """The client-side budgets (a fleet worker sets its share of the run's on them)."""
+        return self._limits
+
     async def dispatch(self, job: ClaimedJob) -> Done | Retry | Failed:
         if self._coalesce:
             while (leader := self._inflight.get(job.fingerprint)) is not None:

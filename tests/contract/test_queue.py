@@ -1,8 +1,11 @@
 """Contract tests of the work queue, run once per backend (as saq's tests/test_queue.py).
 
 Every backend must pass the tests that take the `queue` fixture: SQLite on a real file in
-`tmp_path`, and the in-memory backend. Tests of one backend's storage (schema, migration,
-persistence across a reopen) take `sqlite_queue`.
+`tmp_path`, the in-memory backend, and PostgreSQL on a real server (a fresh database per test
+session, emptied before each test: see tests/pg.py; skipped with the reason when no server
+answers and PERSONA_TESTBED_TEST_PG is unset). Tests of one backend's storage (schema,
+migration, persistence across a reopen) take `sqlite_queue` or `pg_url`. A new backend: a
+name in BACKENDS and a branch in `open_backend`.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import pytest
 from engine.inputs import canonical_body, fingerprint
 from engine.queue import CacheSpec, EnqueueConflict, SchemaVersionError, WorkQueue
 from engine.queue.memory import MemoryQueue
+from engine.queue.postgres import PostgresQueue
 from engine.queue.sqlite import SCHEMA_VERSION, SQLiteQueue
 from schemas.batches import BatchMember, BatchRow, BatchState
 from schemas.job import Done, ErrorInfo, Failed, NewJob, Outcome, Released, Retry, Status
 
-BACKENDS = ("sqlite", "memory")
+BACKENDS = ("sqlite", "memory", "postgresql")
 
 
 def make_job(i: int, text: str = "hello", line: int | None = None) -> NewJob:
@@ -35,16 +39,25 @@ def done(seq: int, job_id: str, at: float = 100.0, fp: str = "fp") -> Done:
 
 
 async def open_backend(
-    backend: str, tmp_path: Path, cache: CacheSpec | None = None, name: str = "queue.sqlite"
+    backend: str,
+    tmp_path: Path,
+    cache: CacheSpec | None = None,
+    name: str = "queue.sqlite",
+    request: pytest.FixtureRequest | None = None,
 ) -> WorkQueue:
     if backend == "sqlite":
         return await SQLiteQueue.open(tmp_path / name, cache)
+    if backend == "postgresql":
+        assert request is not None
+        # the fixture is asked for only here: SQLite and memory tests need no server
+        url: str = request.getfixturevalue("pg_url")
+        return await PostgresQueue.open(url, cache)
     return await MemoryQueue.open(cache)
 
 
 @pytest.fixture(params=BACKENDS)
 async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[WorkQueue]:
-    q = await open_backend(request.param, tmp_path)
+    q = await open_backend(request.param, tmp_path, request=request)
     yield q
     await q.close()
 
@@ -237,11 +250,13 @@ async def test_bad_records_enqueue_nothing(queue: WorkQueue) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-async def test_cache_answers_only_within_its_scope(backend: str, tmp_path: Path) -> None:
+async def test_cache_answers_only_within_its_scope(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     cache_path = tmp_path / "cache.sqlite"
     a = CacheSpec(cache_path, "http://server-a/v1")
     b = CacheSpec(cache_path, "http://server-b/v1")
-    first = await open_backend(backend, tmp_path, a, "one.sqlite")
+    first = await open_backend(backend, tmp_path, a, "one.sqlite", request)
     await first.enqueue([make_job(1)])
     [job] = await first.claim(1, now=1.0, lease_s=60.0)
     await first.commit([done(job.seq, job.id, fp=job.fingerprint)], {})
@@ -251,6 +266,8 @@ async def test_cache_answers_only_within_its_scope(backend: str, tmp_path: Path)
     for spec, hits in ((a, 1), (b, 0)):
         if backend == "sqlite":
             other: WorkQueue = await SQLiteQueue.open(tmp_path / "two.sqlite", spec)
+        elif backend == "postgresql":  # the cache lives in the run's database: another worker
+            other = await PostgresQueue.open(request.getfixturevalue("pg_url"), spec)
         else:
             other = MemoryQueue(spec, shared)
         assert len(await other.cached_results([job.fingerprint])) == hits

@@ -16,7 +16,7 @@ DOMAINS = (
     "engine.evaluation",
     "engine.study",
 )  # domain packages: the core imports none of them
-BACKENDS = {Path("engine/queue/sqlite.py")}
+BACKENDS = {Path("engine/queue/sqlite.py"), Path("engine/queue/postgres.py")}
 STUDY_STORE = Path("engine/study/store.py")  # the study's answers file, not a queue backend
 _SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|CREATE\s+TABLE|PRAGMA\s)")
 

@@ -33,6 +33,7 @@ from engine.errors import SettingsError, UserError, exit_status_of
 from engine.exits import EXIT_INTERRUPTED, EXIT_SYSTEMATIC, EXIT_USAGE
 from engine.generate import (
     GenerateOptions,
+    _close_dispatcher,
     _dispatcher,
     _endpoint,
     _exit_code,
@@ -40,7 +41,6 @@ from engine.generate import (
     _resource_usage,
     _stop_on_signals,
 )
-from engine.learned_rates import remember_rates
 from engine.output import OutputFiles
 from engine.pipeline import PIPELINE_KEY, Pipeline
 from engine.progress import ProgressReporter
@@ -139,11 +139,7 @@ async def _work(
             try:
                 code = await _run(queue, coordinator, options)
             finally:
-                try:
-                    await remember_rates(queue, dispatcher.learners, base_url, options.rates_path)
-                except OSError as exc:  # the rates are a hint for the next run, not its data
-                    log.warning("rates.not_remembered", error=str(exc))
-                await dispatcher.close()
+                await _close_dispatcher(queue, dispatcher, base_url, options)
             halt = coordinator.systematic
             if halt.halt is not None:  # every call of a stage and model rejected alike (#16)
                 line = halt_line(halt.halt, endpoint, options.api_key_env, halt.released)

@@ -255,11 +255,7 @@ async def _execute(
             try:
                 code = await _run(queue, coordinator, options, counts.total, finished_before)
             finally:
-                try:
-                    await remember_rates(queue, dispatcher.learners, base_url, options.rates_path)
-                except OSError as exc:  # the rates are a hint for the next run, not its data
-                    log.warning("rates.not_remembered", error=str(exc))
-                await dispatcher.close()
+                await _close_dispatcher(queue, dispatcher, base_url, options)
             if systematic.halt is not None:
                 print(halt_line(systematic.halt, url, options.api_key_env, systematic.released))
                 return EXIT_SYSTEMATIC
@@ -321,6 +317,17 @@ def _dispatcher(
         learners=learners,
         rate_limited=RateLimitedJobs(options.rate_limit, rng),
     )
+
+
+async def _close_dispatcher(
+    queue: WorkQueue, dispatcher: Dispatcher, base_url: str | None, options: GenerateOptions
+) -> None:
+    """Remember the learned rates for the next run at `base_url`, then close the transport."""
+    try:
+        await remember_rates(queue, dispatcher.learners, base_url, options.rates_path)
+    except OSError as exc:  # the rates are a hint for the next run, not its data
+        log.warning("rates.not_remembered", error=str(exc))
+    await dispatcher.close()
 
 
 def _transport(options: GenerateOptions, base_url: str) -> ChatTransport:

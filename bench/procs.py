@@ -291,6 +291,15 @@ def run_engine(
     return run, finished
 
 
+def export_results(run_dir: Path, log_dir: Path, timeout_s: float) -> None:
+    """`python -m engine export --format results`, untimed: a PERSONA run writes its calls'
+    results.jsonl (which the bench reads) only when asked, since issue 11."""
+    cmd = _python_m("engine", "export", "--run-dir", str(run_dir), "--format", "results")
+    run = _run_logged(cmd, log_dir, "export", timeout_s, None)
+    if run.exit_code != 0:
+        raise EngineFailed(run.exit_code, _tail(log_dir / "export.stderr.log"))
+
+
 def run_bare(
     requests: Path, base_url: str, concurrency: int, log_dir: Path, timeout_s: float
 ) -> tuple[BareResult, float]:

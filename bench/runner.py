@@ -34,7 +34,13 @@ from bench.collect import (
 )
 from bench.learned import LEARNED_BIN_S, learned_series, read_history
 from bench.measure import ratio
-from bench.procs import SimProcess, run_bare, run_engine, supported_generate_flags
+from bench.procs import (
+    SimProcess,
+    export_results,
+    run_bare,
+    run_engine,
+    supported_generate_flags,
+)
 from bench.report import RunMetrics
 from bench.requests import write_requests
 from bench.scenarios import (
@@ -207,6 +213,8 @@ def _run_variant(
         args += _optional_flags(vdir, supported)
         started, finished = run_engine(args, vdir, timeout_s, sim.has_requests)
         counts = sim_counts(sim.stats())
+    if scenario.requests.source == "persona":
+        export_results(vdir / "run", vdir, timeout_s)
     jobs = read_engine_jobs(vdir / "run")
     history = read_history(vdir / "run")
     if not options.keep:

@@ -228,7 +228,9 @@ class OutputFiles:
         try:
             for name in files:
                 self._open(tmp[name], truncate_to=0)
-            async for rows in _chunks(queue.iter_terminal(), 2000):
+            # errors.jsonl alone needs only the failed jobs (no result body read or decoded)
+            terminal = queue.iter_terminal(failed_only=RESULTS not in files)
+            async for rows in _chunks(terminal, 2000):
                 for name, data in _render(rows, self._prices, files).items():
                     self._write_all(tmp[name], data)
             sizes = {n: self._sizes[tmp[n]] for n in files}

@@ -185,8 +185,11 @@ class WorkQueue(Protocol):
 
     async def counts(self) -> QueueCounts: ...
 
-    def iter_terminal(self, chunk: int = 2000) -> AsyncIterator[TerminalRow]:
-        """Every DONE or FAILED job in enqueue order, streamed in chunks."""
+    def iter_terminal(
+        self, chunk: int = 2000, *, failed_only: bool = False
+    ) -> AsyncIterator[TerminalRow]:
+        """Every DONE or FAILED job (`failed_only`: every FAILED job) in enqueue order,
+        streamed in chunks."""
         ...
 
     async def get_meta(self, key: str) -> str | None: ...

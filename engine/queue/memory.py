@@ -357,9 +357,12 @@ class MemoryQueue:
             by_model=by_model,
         )
 
-    async def iter_terminal(self, chunk: int = 2000) -> AsyncIterator[TerminalRow]:
+    async def iter_terminal(
+        self, chunk: int = 2000, *, failed_only: bool = False
+    ) -> AsyncIterator[TerminalRow]:
+        wanted = (Status.FAILED,) if failed_only else (Status.DONE, Status.FAILED)
         for row in list(self._rows.values()):
-            if row.status in (Status.DONE, Status.FAILED):
+            if row.status in wanted:
                 yield row.terminal()
 
     async def get_meta(self, key: str) -> str | None:

@@ -327,6 +327,9 @@ _SQL_TERMINAL = f"""
 SELECT {_ROW_COLUMNS} FROM jobs
 WHERE seq > $1 AND status IN ('done', 'failed') ORDER BY seq LIMIT $2
 """
+_SQL_FAILED_ROWS = f"""
+SELECT {_ROW_COLUMNS} FROM jobs WHERE seq > $1 AND status = 'failed' ORDER BY seq LIMIT $2
+"""
 _SQL_DONE_ROWS = f"SELECT {_ROW_COLUMNS} FROM jobs WHERE id = ANY($1::text[]) AND status = 'done'"
 _SQL_RECORDS = """
 SELECT seq, key, value FROM records WHERE kind = $1 AND seq > $2 ORDER BY seq LIMIT $3
@@ -718,10 +721,13 @@ class PostgresQueue:
             by_model=by_model,
         )
 
-    async def iter_terminal(self, chunk: int = 2000) -> AsyncIterator[TerminalRow]:
+    async def iter_terminal(
+        self, chunk: int = 2000, *, failed_only: bool = False
+    ) -> AsyncIterator[TerminalRow]:
         last = 0
+        sql = _SQL_FAILED_ROWS if failed_only else _SQL_TERMINAL
         while True:
-            rows = await self._fetch(_SQL_TERMINAL, last, chunk)
+            rows = await self._fetch(sql, last, chunk)
             if not rows:
                 return
             for r in rows:

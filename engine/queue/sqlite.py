@@ -188,6 +188,11 @@ SELECT {_ROW_COLUMNS}
 FROM jobs WHERE seq > ? AND status IN ('done', 'failed') ORDER BY seq LIMIT ?
 """
 
+_FAILED_ROWS = f"""
+SELECT {_ROW_COLUMNS}
+FROM jobs WHERE seq > ? AND status = 'failed' ORDER BY seq LIMIT ?
+"""
+
 _RELEASE_CHILDREN = "UPDATE jobs SET status = 'queued' WHERE parent_id = ? AND status = 'waiting'"
 
 _CACHE_SCHEMA = """
@@ -591,15 +596,18 @@ class SQLiteQueue:
             by_model=by_model,
         )
 
-    async def iter_terminal(self, chunk: int = 2000) -> AsyncIterator[TerminalRow]:
+    async def iter_terminal(
+        self, chunk: int = 2000, *, failed_only: bool = False
+    ) -> AsyncIterator[TerminalRow]:
         last = 0
-        while rows := await self._call(self._terminal_chunk, last, chunk):
+        sql = _FAILED_ROWS if failed_only else _TERMINAL
+        while rows := await self._call(self._terminal_chunk, sql, last, chunk):
             for row in rows:
                 yield row
             last = rows[-1].seq
 
-    def _terminal_chunk(self, after: int, limit: int) -> list[TerminalRow]:
-        return [self._terminal_row(r) for r in self._db.execute(_TERMINAL, (after, limit))]
+    def _terminal_chunk(self, sql: str, after: int, limit: int) -> list[TerminalRow]:
+        return [self._terminal_row(r) for r in self._db.execute(sql, (after, limit))]
 
     def _terminal_row(self, r: Sequence[Any]) -> TerminalRow:
         return _terminal_row(r, None if r[4] is None else self._decode(r[4]))

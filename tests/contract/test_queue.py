@@ -187,6 +187,19 @@ async def test_iter_terminal_streams_in_enqueue_order(queue: WorkQueue) -> None:
     assert all(r.status is Status.DONE and r.result for r in rows)
 
 
+async def test_iter_terminal_failed_only_streams_the_failed_jobs(queue: WorkQueue) -> None:
+    await queue.enqueue([make_job(i) for i in range(20)])
+    jobs = await queue.claim(20, now=1.0, lease_s=60.0)
+    outcomes = [
+        _failed(j.seq, j.id, 400, "invalid_value") if i % 3 == 0 else done(j.seq, j.id)
+        for i, j in enumerate(jobs)
+    ]
+    await queue.commit(outcomes, {})
+    rows = [row async for row in queue.iter_terminal(chunk=3, failed_only=True)]
+    assert [r.id for r in rows] == [f"job-{i}" for i in range(0, 20, 3)]
+    assert all(r.status is Status.FAILED and r.result is None for r in rows)
+
+
 async def test_reset_running_after_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "q.sqlite"
     first = await SQLiteQueue.open(path)

@@ -58,6 +58,19 @@ def test_tiny_run_measures_every_variant_side_by_side(tmp_path: Path) -> None:
     assert not (out / "c8-engine" / "run").exists()
 
 
+def test_persona_scenario_counts_every_call(tmp_path: Path) -> None:
+    """A PERSONA run writes results.jsonl only when asked (issue 11): the bench asks for it
+    after the timed run, and counts every call of the run's job graph."""
+    out = tmp_path / "out"
+    done = _bench("run", "persona-full", "--jobs", "800", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    [run] = report_decoder.decode((out / "report.json").read_bytes()).runs
+    assert run.done == run.paid_calls > 800 * 0.5
+    assert (run.failed, run.duplicate_paid_calls) == (0, 0)
+    assert run.api_latency is not None
+    assert run.rate_per_s > 0
+
+
 def test_outage_scenario_times_the_faulty_run_against_a_fault_free_twin(tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = _bench(

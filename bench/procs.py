@@ -143,6 +143,11 @@ class SimProcess:
     ) -> None:
         self.stop()
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "the simulator has not started"
+        return self._proc.pid
+
     def has_requests(self) -> bool:
         """Whether any completion request has arrived (the client's run loop has begun)."""
         return int(self.stats()["requests_received"]) > 0

@@ -3,6 +3,7 @@ subprocesses), the estimate, and --help on every command."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,23 @@ def test_persona_scenario_counts_every_call(tmp_path: Path) -> None:
     assert (run.failed, run.duplicate_paid_calls) == (0, 0)
     assert run.api_latency is not None
     assert run.rate_per_s > 0
+
+
+def test_floor_measures_the_cpu_of_each_side() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.floor", "--calls", "300", "--personas", "2"],
+        cwd=ROOT, env=engine_env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout.splitlines()[-1])
+    assert [r["client"] for r in rows] == ["bare", "engine --requests", "engine --personas 2"]
+    assert [r["calls"] for r in rows[:2]] == [300, 300]
+    assert rows[2]["calls"] > 2 * 2 * 100  # a critique and a revise per pair, and the answers
+    for r in rows:
+        assert r["calls_per_s"] > 0
+        assert r["client_cpu_ms_per_call"] > 0
+        assert r["sim_cpu_ms_per_call"] > 0
+    assert "the full default run's 635,577 calls at the bare client's rate" in done.stdout
 
 
 def test_outage_scenario_times_the_faulty_run_against_a_fault_free_twin(tmp_path: Path) -> None:

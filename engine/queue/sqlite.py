@@ -193,6 +193,13 @@ SELECT {_ROW_COLUMNS}
 FROM jobs WHERE seq > ? AND status = 'failed' ORDER BY seq LIMIT ?
 """
 
+# `+kind`: walk the records by seq from `after` (a range of the primary key). On `kind` the
+# planner takes the (kind, key) index and sorts every record of the kind for each chunk: an
+# export of 317,200 pairs spent 64 ms a chunk there (1 ms by seq), two passes of 20 s.
+RECORDS_CHUNK = (
+    "SELECT seq, key, value FROM records WHERE +kind = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+
 _RELEASE_CHILDREN = "UPDATE jobs SET status = 'queued' WHERE parent_id = ? AND status = 'waiting'"
 
 _CACHE_SCHEMA = """
@@ -500,10 +507,7 @@ class SQLiteQueue:
             last = rows[-1][0]
 
     def _records_chunk(self, kind: str, after: int, limit: int) -> list[tuple[int, str, bytes]]:
-        return self._db.execute(
-            "SELECT seq, key, value FROM records WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (kind, after, limit),
-        ).fetchall()
+        return self._db.execute(RECORDS_CHUNK, (kind, after, limit)).fetchall()
 
     async def renew(self, seqs: Sequence[int], lease_until: float) -> None:
         if seqs:

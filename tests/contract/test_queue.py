@@ -21,7 +21,7 @@ from engine.inputs import canonical_body, fingerprint
 from engine.queue import CacheSpec, EnqueueConflict, SchemaVersionError, WorkQueue
 from engine.queue.memory import MemoryQueue
 from engine.queue.postgres import PostgresQueue
-from engine.queue.sqlite import SCHEMA_VERSION, SQLiteQueue
+from engine.queue.sqlite import RECORDS_CHUNK, SCHEMA_VERSION, SQLiteQueue
 from schemas.batches import BatchMember, BatchRow, BatchState
 from schemas.job import Done, ErrorInfo, Failed, NewJob, Outcome, Released, Retry, Status
 
@@ -334,6 +334,17 @@ async def test_sqlite_reads_by_id_through_the_id_index(sqlite_queue: SQLiteQueue
     assert "sqlite_autoindex_jobs_1" in str(plan)
     source = Path(SQLiteQueue.__module__.replace(".", "/") + ".py")
     assert "AND +status = 'done'" in (Path(__file__).parents[2] / source).read_text()
+
+
+async def test_sqlite_reads_records_in_seq_order_without_sorting(
+    sqlite_queue: SQLiteQueue,
+) -> None:
+    """`iter_records` reads a kind chunk by chunk: through the (kind, key) index each chunk
+    sorted every record of the kind (64 ms a chunk of 1,000 among 317,200 pairs)."""
+    with sqlite3.connect(sqlite_queue.path) as db:
+        plan = str(db.execute("EXPLAIN QUERY PLAN " + RECORDS_CHUNK, ("pair", 0, 10)).fetchall())
+    assert "INTEGER PRIMARY KEY" in plan
+    assert "TEMP B-TREE" not in plan
 
 
 async def test_sqlite_first_enqueue_builds_the_indexes_after_the_rows(tmp_path: Path) -> None:

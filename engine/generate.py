@@ -54,6 +54,7 @@ from schemas.job import QueueCounts, Status
 from workers.client import AiohttpTransport, ChatTransport
 from workers.deadline import deadlines_of
 from workers.dispatch import Dispatcher, Validator
+from workers.loops import on_stop_signals
 from workers.ratelimited import RateLimitedJobs, RateLimitPolicy
 
 log = structlog.get_logger()
@@ -436,7 +437,6 @@ def _freeze_startup_objects() -> None:
 @contextlib.contextmanager
 def _stop_on_signals(coordinator: Coordinator) -> Iterator[None]:
     """First SIGINT/SIGTERM: graceful stop. Second: exit at once (the queue loses nothing)."""
-    loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:
         if coordinator.stopping:
@@ -448,11 +448,5 @@ def _stop_on_signals(coordinator: Coordinator) -> Iterator[None]:
         )
         coordinator.request_stop()
 
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for signum in signals:
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
+    with on_stop_signals(on_signal):
         yield
-    finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)

@@ -48,6 +48,7 @@ from schemas.batches import BatchMember, BatchRow, BatchState
 from schemas.job import ClaimedJob, Done, Failed, Outcome, Released
 from workers.batch_api import BatchApi, BatchApiError, request_counts
 from workers.executor import RetryPolicy, from_cache
+from workers.loops import on_stop_signals
 
 log = structlog.get_logger()
 
@@ -483,7 +484,6 @@ class BatchRunner:
 def stop_on_signals(runner: BatchRunner) -> Iterator[None]:
     """First SIGINT/SIGTERM: send nothing new, poll for the grace period, leave the rest open.
     Second: cancel the open batches (what they delivered is kept). Third: exit at once."""
-    loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:
         name = signal.Signals(signum).name
@@ -503,14 +503,8 @@ def stop_on_signals(runner: BatchRunner) -> Iterator[None]:
         )
         runner.request_stop()
 
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for signum in signals:
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
+    with on_stop_signals(on_signal):
         yield
-    finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)
 
 
 async def run_batches(

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -35,6 +34,7 @@ from aiohttp import web
 from engine.errors import InputError
 from engine.evaluation.verify import Item
 from engine.study import design, store, tally
+from workers.loops import on_stop_signals
 
 MAX_BODY_BYTES = 64 * 1024  # a justification is a sentence; 413 beyond this
 MAX_JUSTIFICATION = 2000  # characters
@@ -43,6 +43,7 @@ CSP = (
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
+
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -352,13 +353,6 @@ async def serve(folder: Path, host: str, port: int, say: Callable[[str], None]) 
 
 
 async def _until_signalled() -> None:
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for signum in signals:
-        loop.add_signal_handler(signum, stop.set)
-    try:
+    with on_stop_signals(lambda _: stop.set()):
         await stop.wait()
-    finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)

@@ -22,14 +22,13 @@ runs the server.
 from __future__ import annotations
 
 import asyncio
-import signal
 from types import TracebackType
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from workers.loops import loop_factory
+from workers.loops import loop_factory, on_stop_signals
 from workers.sim.config import InvalidSimConfig, SimConfig, check_config, config_problems
 from workers.sim.server import Simulator
 from workers.sim.stats import SimStats
@@ -135,18 +134,11 @@ def run_forever(config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> No
 
 
 async def _serve_until_signalled(config: SimConfig, host: str, port: int) -> None:
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for signum in signals:
-        loop.add_signal_handler(signum, stop.set)
-    try:
+    with on_stop_signals(lambda _: stop.set()):
         sim = await start_simulator(config, host, port)
         try:
             print(f"simulator listening on {sim.base_url}", flush=True)
             await stop.wait()
         finally:
             await sim.stop()
-    finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)

@@ -252,6 +252,14 @@ FROM unnest($2::bigint[], $3::integer[], $4::bytea[], $5::integer[], $6::text[],
      AS u(seq, attempts, error, status_code, request_id, first_started_at, finished_at)
 WHERE j.seq = u.seq AND j.status = 'running' AND j.owner = $1
 """
+# Every statement that updates several jobs rows locks them in seq order (claims and the sweep
+# skip what is locked): two transactions that lock rows in different orders, e.g. a worker's
+# commit and its own lease renewal on another connection, deadlock. A commit's statements
+# touch the rows in several passes, so it locks them all first, in one ordered pass.
+_SQL_LOCK_OWN = """
+SELECT seq FROM jobs WHERE seq = ANY($2::bigint[]) AND status = 'running' AND owner = $1
+ORDER BY seq FOR UPDATE
+"""
 _SQL_RELEASED = """
 UPDATE jobs SET status = 'queued', lease_until = NULL, owner = NULL
 WHERE seq = ANY($2::bigint[]) AND status = 'running' AND owner = $1
@@ -274,19 +282,24 @@ _SQL_COUNT_FINISHED = "UPDATE workers SET jobs_done = jobs_done + $2 WHERE id = 
 
 # -- leases ------------------------------------------------------------------------------------
 
-_SQL_RENEW = """
-UPDATE jobs SET lease_until = $3
-WHERE seq = ANY($2::bigint[]) AND status = 'running' AND owner = $1
+_SQL_RENEW = f"""
+UPDATE jobs SET lease_until = $3 WHERE seq IN ({_SQL_LOCK_OWN})
 """
 # jobs in an open Batch API batch stay RUNNING until the batch is collected (engine.batch)
 _NOT_IN_BATCH = "AND seq NOT IN (SELECT seq FROM batch_jobs)"
+# rows locked by a commit or a renewal in progress are left to the next sweep
 _SQL_SWEEP = f"""
 UPDATE jobs SET status = 'queued', lease_until = NULL, owner = NULL
-WHERE status = 'running' AND lease_until < $1 {_NOT_IN_BATCH}
+WHERE seq IN (
+    SELECT seq FROM jobs WHERE status = 'running' AND lease_until < $1 {_NOT_IN_BATCH}
+    ORDER BY seq FOR UPDATE SKIP LOCKED
+)
 """
 _SQL_RESET_RUNNING = f"""
 UPDATE jobs SET status = 'queued', lease_until = NULL, owner = NULL
-WHERE status = 'running' {_NOT_IN_BATCH}
+WHERE seq IN (
+    SELECT seq FROM jobs WHERE status = 'running' {_NOT_IN_BATCH} ORDER BY seq FOR UPDATE
+)
 """
 _SQL_REQUEUE_FAILED = """
 UPDATE jobs SET status = 'queued', attempts = 0, next_run_at = 0, lease_until = NULL,
@@ -315,7 +328,10 @@ FROM batch_jobs AS b JOIN jobs AS j ON j.seq = b.seq WHERE b.batch_key = $1 ORDE
 # a batch may be collected by another process than the one that opened it (after a crash):
 # the collector takes its members over, so that their outcomes are its to record
 _SQL_BATCH_ADOPT = """
-UPDATE jobs SET owner = $2 WHERE seq IN (SELECT seq FROM batch_jobs WHERE batch_key = $1)
+UPDATE jobs SET owner = $2 WHERE seq IN (
+    SELECT seq FROM jobs WHERE seq IN (SELECT seq FROM batch_jobs WHERE batch_key = $1)
+    ORDER BY seq FOR UPDATE
+)
 """
 _SQL_BATCH_FREE = "DELETE FROM batch_jobs WHERE batch_key = $1"
 
@@ -543,6 +559,8 @@ class PostgresQueue:
     async def _apply(self, db: _Db, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:
         """Record outcomes (of jobs this process owns) and meta values, inside a transaction."""
         done, retry, failed, released = _group(outcomes)
+        if outcomes:  # this transaction's row locks, taken in seq order before any update
+            await db.execute(_SQL_LOCK_OWN, self.owner, sorted(o.seq for o in outcomes))
         finished = 0
         if done:
             await self._cache_put(db, done)
@@ -807,6 +825,13 @@ class PostgresQueue:
         while True:
             try:
                 return await operation()
+            except _ROLLED_BACK as exc:
+                # the server chose this transaction to undo: nothing of it happened
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("queue.transaction_retried", operation=what, error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 2.0)
             except (*TRANSIENT, *_AFTER_LOSS) as exc:
                 if not _transient(exc) or time.monotonic() >= deadline:
                     raise
@@ -823,6 +848,11 @@ async def _set_meta(db: _Db, values: Mapping[str, str]) -> None:
     keys = sorted(values)  # a fixed order: concurrent writers lock the rows alike
     await db.execute(_SQL_SET_META, keys, [values[k] for k in keys])
 
+
+#: a transaction the server rolled back to break a lock cycle or a serialization conflict:
+#: worth running again as a whole (the statements lock rows in seq order so that a cycle
+#: should not form; this is the safety net if one does)
+_ROLLED_BACK = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.SerializationError)
 
 #: what the driver raises while cleaning up after a connection died in an operation (the
 #: transaction's end: "the underlying connection is closed"; the pool's reset on release:

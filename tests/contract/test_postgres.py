@@ -6,6 +6,7 @@ import asyncio
 
 import asyncpg
 import pytest
+import structlog
 
 from engine.errors import SettingsError
 from engine.queue import SchemaVersionError
@@ -202,3 +203,66 @@ async def test_a_batch_opened_by_one_process_is_settled_by_another(pg_url: str) 
     finally:
         await opener.close()
         await collector.close()
+
+
+async def _until_waiting_on_locks(url: str, backends: int) -> None:
+    """Poll until `backends` connections of this database wait for a lock."""
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    for _attempt in range(3000):
+        if await _fetchval(url, sql) == backends:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{backends} connections never waited for a lock")
+
+
+async def test_a_commit_and_a_renewal_of_the_same_jobs_lock_them_in_one_order(
+    pg_url: str,
+) -> None:
+    """A worker commits results while its lease keeper renews the same jobs on another
+    connection. Both held up behind a third transaction, then let go at once: with rows
+    locked in different orders they deadlocked (seen in the four-worker run)."""
+    queue = await PostgresQueue.open(pg_url)
+    blocker = await asyncpg.connect(pg_url)
+    try:
+        await queue.enqueue([make_job(i) for i in range(300)])
+        jobs = await queue.claim(300, now=100.0, lease_s=60.0)
+        seqs = [j.seq for j in jobs]
+        hold = blocker.transaction()
+        await hold.start()
+        await blocker.execute("SELECT 1 FROM jobs WHERE seq = $1 FOR UPDATE", max(seqs))
+        outcomes = [done(j.seq, j.id, fp=f"fp-{j.seq}") for j in jobs[::-1]]
+        with structlog.testing.capture_logs() as logs:
+            commit = asyncio.create_task(queue.commit(outcomes, {}))
+            renew = asyncio.create_task(queue.renew(seqs[::-1], lease_until=500.0))
+            await _until_waiting_on_locks(pg_url, 2)  # behind the blocker or each other
+            await hold.rollback()
+            await asyncio.gather(commit, renew)
+        assert [e for e in logs if e["event"] == "queue.transaction_retried"] == []
+        assert (await queue.counts()).count(Status.DONE) == 300
+    finally:
+        await blocker.close()
+        await queue.close()
+
+
+async def test_a_transaction_the_server_rolled_back_is_run_again(pg_url: str) -> None:
+    queue = await PostgresQueue.open(pg_url)
+    tries: list[int] = []
+
+    async def operation() -> int:
+        tries.append(1)
+        if len(tries) == 1:
+            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+        return 7
+
+    try:
+        with structlog.testing.capture_logs() as logs:
+            assert await queue._again("commit", operation) == 7
+        assert len(tries) == 2
+        assert [e["operation"] for e in logs if e["event"] == "queue.transaction_retried"] == [
+            "commit"
+        ]
+    finally:
+        await queue.close()

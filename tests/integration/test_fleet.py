@@ -87,9 +87,10 @@ def test_four_workers_one_killed_one_late(tmp_path: Path, pg_url: str) -> None:
         mid = run_engine("export", "--queue", pg_url, "--run-dir", str(tmp_path / "mid"))
         assert mid.returncode == 0, mid.stderr
         late = _start(started, tmp_path / "w4.log", "worker", "--queue", pg_url, *engine)
-        for process in (first, others[1], others[2], late):
+        logs = [tmp_path / f"w{i}.log" for i in (0, 2, 3, 4)]
+        for process, log in zip((first, others[1], others[2], late), logs, strict=True):
             out, _ = process.communicate(timeout=300)
-            assert process.returncode == 0, out
+            assert process.returncode == 0, f"{log.name}: {out}\n{log.read_text()[-4000:]}"
             assert "run complete: 20000 done, 0 failed" in out
         stats = sim.stats()
 

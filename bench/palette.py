@@ -20,12 +20,12 @@ FIXED: dict[str, str] = {
     "engine": "#0072b2",
     "engine-sdk": "#e69f00",
     "engine-fault-free": "#009e73",
+    "engine-aiohttp": "#56b4e9",
 }
 #: for variants FIXED does not name (never one of FIXED's colours)
 SPARE: tuple[str, ...] = (
     "#cc79a7",
     "#d55e00",
-    "#56b4e9",
     "#8c564b",
     "#9467bd",
     "#bcbd22",

@@ -253,6 +253,8 @@ def _engine_command(
         args += ["--personas", str(personas_for(scenario.jobs))]
     if variant == "engine-sdk":
         args += ["--transport", "sdk"]
+    elif variant == "engine-aiohttp":
+        args += ["--transport", "aiohttp"]
     return args
 
 

@@ -7,9 +7,10 @@ A scenario is data (frozen Structs); `apply_overrides` layers command-line flags
 Variants (each against a fresh simulator process started with the same flags and seed):
 - `bare`: bench/bare.py, a bare aiohttp client with no queue, no persistence, no retries;
   the ceiling for a Python client on this machine.
-- `engine`: `python -m engine generate` with its default (aiohttp) transport.
+- `engine`: `python -m engine generate` with its default transport (`http1`: workers/http1.py).
+- `engine-aiohttp`: the same with `--transport aiohttp` (the default before issue 11).
 - `engine-sdk`: the same with `--transport sdk` (the openai SDK).
-- `engine-fault-free`: the engine (aiohttp) against a simulator with the scenario's faults
+- `engine-fault-free`: the engine (default transport) against a simulator with the scenario's faults
   turned off (no 5xx, injected 429s, hangs, malformed bodies or outage; latency and limits
   kept): the baseline a faulty run's wall time is compared with (`time_vs_fault_free`).
 """
@@ -21,10 +22,10 @@ from typing import Literal
 
 import msgspec
 
-Variant = Literal["bare", "engine", "engine-sdk", "engine-fault-free"]
+Variant = Literal["bare", "engine", "engine-aiohttp", "engine-sdk", "engine-fault-free"]
 #: the side-by-side comparison most scenarios run
 VARIANTS: tuple[Variant, ...] = ("bare", "engine", "engine-sdk")
-ALL_VARIANTS: tuple[Variant, ...] = (*VARIANTS, "engine-fault-free")
+ALL_VARIANTS: tuple[Variant, ...] = (*VARIANTS, "engine-aiohttp", "engine-fault-free")
 Op = Literal[">=", "<=", "<", ">", "=="]
 #: persona-full with --jobs N runs the first ceil(N / CALLS_PER_PERSONA) personas: each brings
 #: a critique and a revise call for each of its 200 prompts (the answers are shared).

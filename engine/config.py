@@ -80,7 +80,7 @@ class LimitFlags(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
 class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     base_url: str | None = None  # None: $OPENAI_BASE_URL, else the built-in simulator
     api_key_env: str = "OPENAI_API_KEY"
-    transport: Literal["aiohttp", "sdk"] = "aiohttp"
+    transport: Literal["http1", "aiohttp", "sdk"] = "http1"
     cache: Path | None = None  # None: $PERSONA_TESTBED_CACHE or ~/.cache/persona-testbed/…
     no_cache: bool = False
     prices: Path | None = None  # None: engine/data/prices.json
@@ -163,7 +163,12 @@ FLAGS: tuple[Flag, ...] = (
         ("api_key_env",),
         "environment variable holding the API key (never logged or stored)",
     ),
-    Flag("--transport", ("transport",), "HTTP client of the calls", choices=("aiohttp", "sdk")),
+    Flag(
+        "--transport",
+        ("transport",),
+        "HTTP client of the calls",
+        choices=("http1", "aiohttp", "sdk"),
+    ),
     Flag("--concurrency", ("run", "concurrency"), "calls in flight", positive_int),
     Flag("--timeout-s", ("run", "timeout_s"), "hard per-request timeout", float),
     Flag(

@@ -54,6 +54,7 @@ from schemas.job import QueueCounts, Status
 from workers.client import AiohttpTransport, ChatTransport
 from workers.deadline import deadlines_of
 from workers.dispatch import Dispatcher, Validator
+from workers.http1 import Http1Transport
 from workers.loops import on_stop_signals
 from workers.ratelimited import RateLimitedJobs, RateLimitPolicy
 
@@ -341,7 +342,9 @@ def _transport(options: GenerateOptions, base_url: str) -> ChatTransport:
             base_url, api_key, run.concurrency, run.timeout_s
         )
         return transport
-    return AiohttpTransport(base_url, api_key, run.concurrency, run.timeout_s)
+    if options.transport == "aiohttp":
+        return AiohttpTransport(base_url, api_key, run.concurrency, run.timeout_s)
+    return Http1Transport(base_url, api_key, run.concurrency, run.timeout_s)
 
 
 async def _run(

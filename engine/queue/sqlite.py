@@ -644,6 +644,9 @@ class SQLiteQueue:
         return None if row is None else row[0]
 
 
+_WAL_PAGES = 4000
+
+
 def _connect(path: Path, cache_path: Path | None) -> tuple[sqlite3.Connection, BlobCodec]:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
@@ -653,6 +656,12 @@ def _connect(path: Path, cache_path: Path | None) -> tuple[sqlite3.Connection, B
         # 16 MiB of pages: a run loop at 64 MiB spent the same CPU (2 alternating pairs, 41,177
         # calls), and an export of 317,200 pairs, reading by id, filled all of 64
         db.execute("PRAGMA cache_size = -16384")
+        # a checkpoint every 4,000 WAL pages (16 MiB) rather than SQLite's 1,000, for the queue
+        # and the attached cache alike (the setting is the connection's): a page that
+        # many commits touch (the jobs' rows, the cache's index) is copied back once per
+        # checkpoint. 50,000 zero-latency calls, 3 alternating rounds: 6.4-6.9 s wall and
+        # 5.9-6.4 s CPU against 7.1-7.8 s and 6.5-7.1 s (20,000 pages: no better than 4,000)
+        db.execute(f"PRAGMA wal_autocheckpoint = {_WAL_PAGES}")
         _migrate(db, path)
         if cache_path is not None:
             cache_path.parent.mkdir(parents=True, exist_ok=True)

@@ -35,15 +35,23 @@ class Clock(Protocol):
 class LoopClock:
     """The running event loop's monotonic clock; callbacks run as loop timers.
 
-    The loop is looked up on each call, so a `LoopClock` can be built before the loop runs,
-    and the futures that waiters create belong to the loop that is running them.
+    Built inside a running loop, it is that loop's (looking the loop up costs more than
+    reading its time: 3 % of the engine's samples on the PERSONA run, issue 11). Built before
+    any loop runs, it looks the running loop up on each call, so the futures that waiters
+    create belong to the loop that is running them.
     """
 
+    def __init__(self) -> None:
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+
     def now(self) -> float:
-        return asyncio.get_running_loop().time()
+        return (self._loop or asyncio.get_running_loop()).time()
 
     def call_at(self, when: float, callback: Callable[[], object]) -> TimerHandle:
-        return asyncio.get_running_loop().call_at(when, callback)
+        return (self._loop or asyncio.get_running_loop()).call_at(when, callback)
 
 
 class FakeTimer:

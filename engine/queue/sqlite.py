@@ -323,7 +323,7 @@ class SQLiteQueue:
                 if meta:
                     db.executemany(_SET_META, list(meta.items()))
                 added = self._stage_and_insert(jobs)
-                self._check_conflicts()
+                self._check_conflicts(against_earlier=not first)
                 if first:
                     for statement in _JOB_INDEXES.values():
                         db.execute(statement)
@@ -336,7 +336,7 @@ class SQLiteQueue:
         db = self._db
         db.execute(
             "CREATE TEMP TABLE incoming (id TEXT PRIMARY KEY, line INTEGER NOT NULL, "
-            "fingerprint TEXT NOT NULL, dup_line INTEGER)"
+            "fingerprint TEXT NOT NULL, dup_line INTEGER) WITHOUT ROWID"
         )
         added = 0
         iterator: Iterator[NewJob] = iter(jobs)
@@ -367,13 +367,18 @@ class SQLiteQueue:
             ).rowcount
         return added
 
-    def _check_conflicts(self) -> None:
+    def _check_conflicts(self, *, against_earlier: bool) -> None:
+        """The first id given twice with two requests in this input; then (`against_earlier`:
+        the queue held jobs before) the first id enqueued before with another request. Into an
+        empty queue every job came from this input: the first check covers both."""
         row = self._db.execute(
             "SELECT id, dup_line, line FROM temp.incoming WHERE dup_line IS NOT NULL "
             "ORDER BY dup_line LIMIT 1"
         ).fetchone()
         if row is not None:
             raise EnqueueConflict(row[0], row[1], row[2])
+        if not against_earlier:
+            return
         row = self._db.execute(
             "SELECT i.id, i.line FROM temp.incoming AS i JOIN jobs AS j ON j.id = i.id "
             "WHERE j.fingerprint <> i.fingerprint ORDER BY i.line LIMIT 1"

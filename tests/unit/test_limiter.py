@@ -99,6 +99,18 @@ async def test_loop_clock_reads_and_schedules_on_the_running_loop() -> None:
     assert await fired >= 0.0
 
 
+def test_a_loop_clock_built_before_the_loop_schedules_on_the_loop_that_runs() -> None:
+    clock = LoopClock()  # no loop yet
+
+    async def fire() -> bool:
+        fired: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        clock.call_at(clock.now(), lambda: fired.set_result(True))
+        return await fired
+
+    assert asyncio.run(fire())
+    assert asyncio.run(fire())  # a second loop after the first closed
+
+
 async def test_limiter_on_the_loop_clock_waits_for_the_refill() -> None:
     clock = LoopClock()
     started = clock.now()

@@ -241,9 +241,11 @@ class Http1Transport:
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
         finally:
             timer.cancel()
+            # (reading the exception also marks it retrieved when the call ended otherwise)
+            answered = waiter.done() and not waiter.cancelled() and waiter.exception() is None
             if connection is not None:
                 self._busy.discard(connection)
-                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                if answered:
                     self._release(connection)
                 else:
                     connection.abort()

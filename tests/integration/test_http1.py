@@ -16,8 +16,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from aiohttp import web
 
+from tests.helpers import serving
 from workers.client import STAGE_HEADER, AiohttpTransport
 from workers.errors import CallTimeout, RateLimited, TransportError
 from workers.http1 import Http1Transport
@@ -30,18 +30,6 @@ COMPLETION = (
     b'"message":{"role":"assistant","content":"yes"},"finish_reason":"stop"}],'
     b'"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}'
 )
-
-
-@contextlib.asynccontextmanager
-async def running(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    finally:
-        await runner.cleanup()
 
 
 # --- a raw server: each connection's requests answered by the test's script -------------------
@@ -127,7 +115,7 @@ def _without_id(body: bytes) -> dict[str, object]:
 
 async def test_the_same_results_as_the_aiohttp_transport() -> None:
     config = SimConfig(rpm=1_000_000)
-    async with running(create_app(config)) as url:
+    async with serving(create_app(config)) as url:
         ours, theirs = transport(url), AiohttpTransport(url, "sk-test", 4, 30.0)
         try:
             for stage in ("answer", "critique"):
@@ -338,18 +326,25 @@ async def test_a_refused_connection_is_a_transport_error() -> None:
     await client.close()
 
 
-async def test_a_silent_server_times_out_and_its_connection_is_dropped() -> None:
-    closed = asyncio.Event()
+def first_unanswered(arrived: asyncio.Event, closed: asyncio.Event) -> Answer:
+    """The first request never answered: `arrived` when it came, `closed` when the client
+    gave up on it and closed the connection; later requests answered at once."""
 
     async def answer(number: int, reader: asyncio.StreamReader, writer: StreamWriter) -> None:
-        if number == 1:  # never answered: the client gives up and closes
+        if number == 1:
+            arrived.set()
             await until_closed(reader)
             closed.set()
             writer.close()
             return
         writer.write(response())
 
-    async with raw_server(answer) as (server, url):
+    return answer
+
+
+async def test_a_silent_server_times_out_and_its_connection_is_dropped() -> None:
+    arrived, closed = asyncio.Event(), asyncio.Event()
+    async with raw_server(first_unanswered(arrived, closed)) as (server, url):
         client = transport(url, timeout_s=0.2)
         with pytest.raises(CallTimeout):
             await client.call(BODY, "answer")
@@ -362,17 +357,7 @@ async def test_a_silent_server_times_out_and_its_connection_is_dropped() -> None
 
 async def test_a_cancelled_call_closes_its_connection() -> None:
     arrived, closed = asyncio.Event(), asyncio.Event()
-
-    async def answer(number: int, reader: asyncio.StreamReader, writer: StreamWriter) -> None:
-        if number == 1:
-            arrived.set()
-            await until_closed(reader)
-            closed.set()
-            writer.close()
-            return
-        writer.write(response())
-
-    async with raw_server(answer) as (server, url):
+    async with raw_server(first_unanswered(arrived, closed)) as (server, url):
         client = transport(url)
         call = asyncio.create_task(client.call(BODY, "answer"))
         await arrived.wait()

@@ -22,7 +22,7 @@ from engine.persona.prompts import load_prompts
 from engine.persona.run import load_personas
 from engine.persona.stages.enrichment import ENRICH_SYSTEM, ENRICHED_FIELDS, parse_enrichment_reply
 from schemas.persona import Persona, make_persona, persona_decoder, render_text
-from tests.helpers import ROOT, engine_cmd, engine_env, read_jsonl, run_engine, simulator
+from tests.helpers import ROOT, engine_cmd, engine_env, read_jsonl, run_engine, serving, simulator
 
 FIELDS = ENRICHED_FIELDS
 
@@ -143,14 +143,8 @@ async def scripted_api(reply_for: Callable[[dict[str, Any]], str]) -> AsyncItera
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 async def _engine(*args: str) -> tuple[int, str]:

@@ -60,8 +60,8 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[_Response] | None = None
         self._headers: dict[str, str] = {}
         self._chunks: list[bytes] = []
-        self._in_headers = False  # a response has begun and its headers are not complete
-        self._until_close = False  # the body of the response in progress ends at the close
+        # the response in progress, its headers read, has a body that ends at the close
+        self._until_close = False
         self._in_response = False
 
     # -- the caller's side -------------------------------------------------------------------
@@ -102,7 +102,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._in_response and self._until_close and not self._in_headers:
+        if self._in_response and self._until_close:
             self._complete()  # a body without length or chunks ends here
             return
         reason = f"{type(exc).__name__}: {exc}" if exc else "the server closed the connection"
@@ -113,7 +113,7 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._headers = {}
         self._chunks = []
-        self._in_headers = True
+        self._until_close = False
         self._in_response = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -122,7 +122,6 @@ class _Connection(asyncio.Protocol):
             self._headers[key] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        self._in_headers = False
         headers = self._headers
         self._until_close = (
             "content-length" not in headers

@@ -825,21 +825,21 @@ class PostgresQueue:
         while True:
             try:
                 return await operation()
-            except _ROLLED_BACK as exc:
-                # the server chose this transaction to undo: nothing of it happened
-                if time.monotonic() >= deadline:
+            except (*_ROLLED_BACK, *TRANSIENT, *_AFTER_LOSS) as exc:
+                rolled_back = isinstance(exc, _ROLLED_BACK)
+                if not (rolled_back or _transient(exc)) or time.monotonic() >= deadline:
                     raise
-                log.warning("queue.transaction_retried", operation=what, error=type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, 2.0)
-            except (*TRANSIENT, *_AFTER_LOSS) as exc:
-                if not _transient(exc) or time.monotonic() >= deadline:
-                    raise
-                reason = _scrub(str(exc) or type(exc).__name__, self._url)
-                log.warning("queue.database_unreachable", operation=what, error=reason)
-                # the pool's other connections died too, or are in a state the driver
-                # cannot reset: fresh ones from here on
-                await self._pool.expire_connections()
+                if rolled_back:
+                    # the server chose this transaction to undo: nothing of it happened
+                    log.warning(
+                        "queue.transaction_retried", operation=what, error=type(exc).__name__
+                    )
+                else:
+                    reason = _scrub(str(exc) or type(exc).__name__, self._url)
+                    log.warning("queue.database_unreachable", operation=what, error=reason)
+                    # the pool's other connections died too, or are in a state the driver
+                    # cannot reset: fresh ones from here on
+                    await self._pool.expire_connections()
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 2.0)
 

@@ -394,6 +394,9 @@ def _command_of(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     from engine import command_line
+    from engine.heap import fix_mmap_threshold
+
+    fix_mmap_threshold()
 
     command_line.record(argv)
     args = build_parser(_command_of(argv)).parse_args(argv)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import msgspec
 
+# the run's meta key of what batches paid: model -> [requests, prompt tokens, completion tokens]
+# (here, not in engine.batch.runner, so `status` and `export` read it without the openai SDK)
+USAGE_KEY = "batch.usage"
+
 
 class BatchConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # OpenAI's limits of one input file

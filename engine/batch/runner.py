@@ -36,7 +36,7 @@ import msgspec
 import structlog
 from openai.types import Batch
 
-from engine.batch.config import BatchConfig
+from engine.batch.config import USAGE_KEY, BatchConfig
 from engine.batch.lines import BatchEnd, input_line, outcomes_of
 from engine.crashpoints import NONE as NO_CRASH
 from engine.crashpoints import CrashPoints
@@ -53,7 +53,6 @@ from workers.loops import on_stop_signals
 log = structlog.get_logger()
 
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-USAGE_KEY = "batch.usage"  # model -> [requests, prompt tokens, completion tokens] paid in batches
 _CLAIM_CHUNK = 1000
 _CREATE_TRIES = 3
 _usage_decoder = msgspec.json.Decoder(dict[str, list[int]])

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from engine.batch.runner import USAGE_KEY
+from engine.batch.config import USAGE_KEY
 from engine.prices import Price
 from engine.queue import WorkQueue
 from schemas.batches import BatchState

@@ -32,6 +32,10 @@ _CALL = pa.struct(
 )
 _CALLS = ("answer_call", "critique_call", "revise_call")
 _TYPES = {"cost_usd": pa.float64(), **dict.fromkeys(_CALLS, _CALL)}
+# Min/max statistics only for the short columns: a text column's would hold two whole texts (a
+# persona, a reply) per row group in the footer, which the writer keeps in memory until it
+# closes (+36 MB over a full run's 318 row groups, +13 MB more to write the footer)
+_STATISTICS = frozenset({"persona_id", "prompt_id", "topic", "split", "cost_usd"})
 # each view's columns: (column name, the PairRecord field or derived column it holds)
 _VIEWS: dict[str, tuple[tuple[str, str], ...]] = {
     PAIRS: tuple((f.encode_name, f.name) for f in msgspec.structs.fields(PairRecord)),
@@ -56,7 +60,9 @@ class ParquetViews:
             for name, path in paths.items():
                 view = _VIEWS[name]
                 schema = pa.schema([(col, _TYPES.get(src, pa.string())) for col, src in view])
-                self._writers.append((pq.ParquetWriter(path, schema, compression="zstd"), view))
+                stats = [col for col, src in view if src in _STATISTICS]
+                writer = pq.ParquetWriter(path, schema, compression="zstd", write_statistics=stats)
+                self._writers.append((writer, view))
         except BaseException:
             self.close()
             raise

@@ -95,6 +95,14 @@ def test_small_run_exports_pairs_with_one_answer_per_distinct_prompt(tmp_path: P
     assert table.column_names == list(release[0])
     assert table.num_rows == 200
     assert table.to_pylist() == release
+    # min/max statistics for the short columns only (a text column's would keep two whole
+    # texts per row group in the writer's memory until it closes)
+    columns = pq.ParquetFile(run_dir / "pairs.parquet").metadata.row_group(0)
+    stats = {columns.column(i).path_in_schema: columns.column(i).statistics
+             for i in range(columns.num_columns)}  # fmt: skip
+    assert [stats[c] is None for c in ("persona_id", "split", "persona", "chosen")] == [
+        False, False, True, True,
+    ]  # fmt: skip
 
 
 def test_export_formats_are_checked_against_the_run(tmp_path: Path) -> None:

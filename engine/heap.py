@@ -3,7 +3,7 @@
 glibc's malloc serves an allocation of `M_MMAP_THRESHOLD` bytes or more with its own `mmap`,
 unmapped on free. The threshold starts at 128 KiB but rises to the size of each such block
 freed (up to 32 MiB), so after the first few, the large buffers of an export (a chunk's Arrow
-columns and compressed pages, a claim batch's rows) come from the heap arenas instead, where
+columns and compressed pages) come from the heap arenas instead, where
 the gaps they leave keep the memory resident. Fixing the threshold at 1 MiB measured, on the
 README's first command (2026-12-07, this 2-core machine): peak RSS 184 MiB against 215 MiB,
 the run loop 112 MB against 118 MB, wall 1:53 against 1:53 (the export alone: 182 MB against

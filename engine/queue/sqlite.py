@@ -21,6 +21,7 @@ import contextlib
 import errno
 import os
 import sqlite3
+import time
 import zlib
 from collections.abc import (
     AsyncIterator,
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import msgspec
+import structlog
 
 from engine.errors import StorageError
 from engine.queue import CacheSpec, EnqueueConflict, Record, SchemaVersionError, failure_codes
@@ -222,7 +224,27 @@ _CACHE_PUT = (
 )
 _IN_CHUNK = 5000  # ids per `IN (…)` (SQLite allows 32,766 variables)
 
+# Fresh replies reach the shared cache in batches, sorted by key: the cache is keyed by
+# fingerprint (a hash), so every reply written by itself dirtied a page of the cache's index of
+# its own, in every commit. Until its batch is written, a reply is served from memory to this
+# run, and its job's seq is kept in `cache_pending` in the queue (in the transaction that marks
+# the job done): a run that dies first has them written when its queue is next opened with the
+# cache, under the scope recorded with them (`_PENDING_SCOPE`), never the next run's.
+_CACHE_FLUSH_ROWS = 4096
+_CACHE_FLUSH_S = 2.0
+_PENDING_SCOPE = "cache.pending_scope"
+_CACHE_PENDING = "CREATE TABLE IF NOT EXISTS main.cache_pending (seq INTEGER PRIMARY KEY)"
+_CACHE_RECOVER = """
+INSERT OR IGNORE INTO cache.responses
+    (scope, fingerprint, result, prompt_tokens, completion_tokens, created_at)
+SELECT ?, j.fingerprint, j.result, j.prompt_tokens, j.completion_tokens, j.finished_at
+FROM cache_pending p JOIN jobs j ON j.seq = p.seq
+WHERE j.status = 'done' AND j.cached = 0 AND j.result IS NOT NULL
+ORDER BY j.fingerprint
+"""
+
 _error_encoder = msgspec.json.Encoder()
+log = structlog.get_logger()
 
 
 def shard_of(job_id: str) -> int:
@@ -252,6 +274,10 @@ class SQLiteQueue:
         self._scope = scope  # the cache scope; None: no cache
         self.path = path
         self._cache_path: Path | None = None
+        # fresh replies not yet in the cache (fingerprint -> its `_CACHE_PUT` row), and since
+        # when (time.monotonic) the oldest of them has waited
+        self._pending: dict[str, tuple[Any, ...]] = {}
+        self._pending_since = 0.0
 
     @classmethod
     async def open(cls, path: Path, cache: CacheSpec | None = None) -> Self:
@@ -270,7 +296,24 @@ class SQLiteQueue:
             raise
         queue = cls(db, codec, path, thread, cache.scope if cache is not None else None)
         queue._cache_path = cache_path
+        if cache is not None:
+            try:
+                await queue._call(queue._recover_pending, cache.scope)
+            except BaseException:
+                await queue.close()
+                raise
         return queue
+
+    def _recover_pending(self, scope: str) -> None:
+        """Write the replies a run that died left pending into the cache, under the scope they
+        were answered in; from now on, pending replies are this process's (`scope`)."""
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (_PENDING_SCOPE,)).fetchone()
+            if row is not None:
+                db.execute(_CACHE_RECOVER, (row[0],))
+            db.execute("DELETE FROM cache_pending")  # (with no scope known: not written)
+            if row is None or row[0] != scope:
+                db.executemany(_SET_META, [(_PENDING_SCOPE, scope)])
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
@@ -281,8 +324,21 @@ class SQLiteQueue:
             raise _storage_error(exc, self.path, self._cache_path) or exc from None
 
     async def close(self) -> None:
-        await self._call(self._db.close)
-        self._thread.shutdown(wait=True)
+        try:
+            if self._pending:
+                await self._call(self._flush_pending)
+        except (StorageError, sqlite3.Error) as exc:  # kept in `cache_pending` for the next open
+            log.warning("cache.pending_not_written", replies=len(self._pending), error=str(exc))
+        finally:
+            await self._call(self._db.close)
+            self._thread.shutdown(wait=True)
+
+    def _flush_pending(self) -> None:
+        rows = sorted(self._pending.values(), key=_by_fingerprint)
+        with self._transaction() as db:
+            db.executemany(_CACHE_PUT, rows)
+            db.execute("DELETE FROM cache_pending")
+        self._pending.clear()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -400,10 +456,35 @@ class SQLiteQueue:
         await self._call(self._commit, outcomes, dict(meta))
 
     def _commit(self, outcomes: Sequence[Outcome], meta: dict[str, str]) -> None:
-        groups = _group(outcomes, self._scope, self._codec.encode)
-        with self._transaction() as db:
-            self._store_new_dictionary(db)
-            _apply(db, groups, meta)
+        done, retry, failed, released, fresh, parents = _group(
+            outcomes, self._scope, self._codec.encode
+        )
+        pending = self._pending
+        added = [row for row in fresh if row[1] not in pending]
+        if added and not pending:
+            self._pending_since = time.monotonic()
+        pending.update((row[1], row) for row in added)
+        due = bool(pending) and (
+            len(pending) >= _CACHE_FLUSH_ROWS
+            or time.monotonic() - self._pending_since >= _CACHE_FLUSH_S
+        )
+        try:
+            with self._transaction() as db:
+                self._store_new_dictionary(db)
+                _apply(db, (done, retry, failed, released, [], parents), meta)
+                if due:
+                    rows = sorted(pending.values(), key=_by_fingerprint)
+                    db.executemany(_CACHE_PUT, rows)
+                    db.execute("DELETE FROM cache_pending")
+                elif fresh:
+                    seqs = [(o.seq,) for o in outcomes if isinstance(o, Done) and not o.cached]
+                    db.executemany("INSERT OR IGNORE INTO cache_pending (seq) VALUES (?)", seqs)
+        except BaseException:
+            for row in added:  # not committed: their jobs run again
+                del pending[row[1]]
+            raise
+        if due:
+            pending.clear()
 
     def _store_new_dictionary(self, db: sqlite3.Connection) -> None:
         """A dictionary the codec trained while encoding this commit's bodies: stored in the
@@ -486,7 +567,13 @@ class SQLiteQueue:
             f"WHERE scope = ? AND fingerprint IN ({marks})",
             [scope, *fingerprints],
         )
-        return {r[0]: CachedResult(self._decode(r[1]), r[2], r[3]) for r in rows}
+        found = {r[0]: CachedResult(self._decode(r[1]), r[2], r[3]) for r in rows}
+        if self._pending:
+            for fingerprint in fingerprints:
+                row = self._pending.get(fingerprint)
+                if row is not None and fingerprint not in found:
+                    found[fingerprint] = CachedResult(self._decode(row[2]), row[3], row[4])
+        return found
 
     async def done_rows(self, job_ids: Sequence[str]) -> dict[str, TerminalRow]:
         if not job_ids:
@@ -677,6 +764,7 @@ def _connect(path: Path, cache_path: Path | None) -> tuple[sqlite3.Connection, B
             db.execute("PRAGMA cache.synchronous = NORMAL")
             db.execute(_CACHE_SCHEMA)
             db.execute(_CACHE_DICTS)
+            db.execute(_CACHE_PENDING)
         codec = _codec_of(db, cache_path is not None)
     except BaseException:
         db.close()
@@ -798,6 +886,10 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
 
 _Rows = list[tuple[Any, ...]]
 _Groups = tuple[_Rows, _Rows, _Rows, _Rows, _Rows, _Rows]
+
+
+def _by_fingerprint(row: tuple[Any, ...]) -> str:
+    return str(row[1])
 
 
 def _apply(db: sqlite3.Connection, groups: _Groups, meta: dict[str, str]) -> None:

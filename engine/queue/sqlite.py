@@ -224,12 +224,14 @@ _CACHE_PUT = (
 )
 _IN_CHUNK = 5000  # ids per `IN (…)` (SQLite allows 32,766 variables)
 
-# Fresh replies reach the shared cache in batches, sorted by key: the cache is keyed by
-# fingerprint (a hash), so every reply written by itself dirtied a page of the cache's index of
-# its own, in every commit. Until its batch is written, a reply is served from memory to this
-# run, and its job's seq is kept in `cache_pending` in the queue (in the transaction that marks
-# the job done): a run that dies first has them written when its queue is next opened with the
-# cache, under the scope recorded with them (`_PENDING_SCOPE`), never the next run's.
+# Fresh replies reach the shared cache in batches, sorted by key (with the commit that finds
+# `_CACHE_FLUSH_ROWS` of them waiting or the oldest `_CACHE_FLUSH_S` old, on a timer that long
+# after a commit that left some, and at close): the cache is keyed by fingerprint (a hash), so
+# every reply written by itself dirtied a page of the cache's index of its own, in every commit.
+# Until its batch is written, a reply is served from memory to this run, and its job's seq is
+# kept in `cache_pending` in the queue (in the transaction that marks the job done): a run that
+# dies first has them written when its queue is next opened with a cache, under the scope
+# recorded with them (`_PENDING_SCOPE`), never the next run's.
 _CACHE_FLUSH_ROWS = 4096
 _CACHE_FLUSH_S = 2.0
 _PENDING_SCOPE = "cache.pending_scope"
@@ -278,6 +280,9 @@ class SQLiteQueue:
         # when (time.monotonic) the oldest of them has waited
         self._pending: dict[str, tuple[Any, ...]] = {}
         self._pending_since = 0.0
+        # a write of the pending replies 2 s after a commit leaves some, however idle the run
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path, cache: CacheSpec | None = None) -> Self:
@@ -324,16 +329,30 @@ class SQLiteQueue:
             raise _storage_error(exc, self.path, self._cache_path) or exc from None
 
     async def close(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         try:
-            if self._pending:
-                await self._call(self._flush_pending)
-        except (StorageError, sqlite3.Error) as exc:  # kept in `cache_pending` for the next open
-            log.warning("cache.pending_not_written", replies=len(self._pending), error=str(exc))
+            if self._flush_task is not None:
+                await self._flush_task
+            await self._write_pending()
         finally:
             await self._call(self._db.close)
             self._thread.shutdown(wait=True)
 
+    def _write_pending_later(self) -> None:
+        self._flush_timer = None
+        self._flush_task = asyncio.ensure_future(self._write_pending())
+
+    async def _write_pending(self) -> None:
+        try:
+            await self._call(self._flush_pending)
+        except (StorageError, sqlite3.Error) as exc:  # kept in `cache_pending` for the next open
+            log.warning("cache.pending_not_written", replies=len(self._pending), error=str(exc))
+
     def _flush_pending(self) -> None:
+        if not self._pending:
+            return
         rows = sorted(self._pending.values(), key=_by_fingerprint)
         with self._transaction() as db:
             db.executemany(_CACHE_PUT, rows)
@@ -454,16 +473,19 @@ class SQLiteQueue:
 
     async def commit(self, outcomes: Sequence[Outcome], meta: Mapping[str, str]) -> None:
         await self._call(self._commit, outcomes, dict(meta))
+        if self._pending and self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(_CACHE_FLUSH_S, self._write_pending_later)
 
     def _commit(self, outcomes: Sequence[Outcome], meta: dict[str, str]) -> None:
         done, retry, failed, released, fresh, parents = _group(
             outcomes, self._scope, self._codec.encode
         )
         pending = self._pending
-        added = [row for row in fresh if row[1] not in pending]
+        added = {row[1]: row for row in fresh if row[1] not in pending}
         if added and not pending:
             self._pending_since = time.monotonic()
-        pending.update((row[1], row) for row in added)
+        pending.update(added)
         due = bool(pending) and (
             len(pending) >= _CACHE_FLUSH_ROWS
             or time.monotonic() - self._pending_since >= _CACHE_FLUSH_S
@@ -480,8 +502,8 @@ class SQLiteQueue:
                     seqs = [(o.seq,) for o in outcomes if isinstance(o, Done) and not o.cached]
                     db.executemany("INSERT OR IGNORE INTO cache_pending (seq) VALUES (?)", seqs)
         except BaseException:
-            for row in added:  # not committed: their jobs run again
-                del pending[row[1]]
+            for fingerprint in added:  # not committed: their jobs run again
+                del pending[fingerprint]
             raise
         if due:
             pending.clear()

@@ -5,7 +5,6 @@ under the endpoint they came from."""
 from __future__ import annotations
 
 import asyncio
-import math
 import sqlite3
 import sys
 import textwrap
@@ -19,6 +18,7 @@ from engine.queue.sqlite import SQLiteQueue
 from schemas.job import Done, NewJob
 
 N = 40
+NEVER = 1e6  # seconds: longer than any test (and finite, for the event loop's timers)
 
 
 def _body(i: int) -> bytes:
@@ -50,7 +50,7 @@ async def _commit_fresh(queue: SQLiteQueue, n: int) -> None:
 @pytest.fixture
 def no_early_flush(monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing is written to the cache before close, however slow the machine."""
-    monkeypatch.setattr(sqlite_queue, "_CACHE_FLUSH_S", math.inf)
+    monkeypatch.setattr(sqlite_queue, "_CACHE_FLUSH_S", NEVER)
     monkeypatch.setattr(sqlite_queue, "_CACHE_FLUSH_ROWS", 10**9)
 
 
@@ -73,12 +73,12 @@ async def test_a_crash_leaves_them_to_the_next_open_under_their_own_scope(tmp_pa
     # a process that commits its replies and dies before any reaches the cache
     script = textwrap.dedent(
         f"""
-        import asyncio, math, os
+        import asyncio, os
         from pathlib import Path
         from engine.queue import CacheSpec
         from engine.queue import sqlite as sqlite_queue
         from tests.unit.test_cache_pending import _commit_fresh
-        sqlite_queue._CACHE_FLUSH_S = math.inf
+        sqlite_queue._CACHE_FLUSH_S = 1e6
         sqlite_queue._CACHE_FLUSH_ROWS = 10**9
 
         async def main():
@@ -119,21 +119,38 @@ async def test_a_crash_leaves_them_to_the_next_open_under_their_own_scope(tmp_pa
 async def test_a_failed_commit_keeps_nothing_pending(tmp_path: Path) -> None:
     cache_path = tmp_path / "cache.sqlite"
     queue = await SQLiteQueue.open(tmp_path / "q.sqlite", CacheSpec(cache_path, "scope-a"))
+    fingerprints = ["fp-x", "fp-x", "fp-y"]  # two identical requests in one commit
     await queue.enqueue(
-        NewJob(id=f"job-{i}", fingerprint=f"fp-{i}", payload=b"{}", line=i) for i in range(2)
+        NewJob(id=f"job-{i}", fingerprint=fp, payload=b"{}", line=i)
+        for i, fp in enumerate(fingerprints)
     )
-    claimed = await queue.claim(2, now=1.0, lease_s=60.0)
+    claimed = await queue.claim(3, now=1.0, lease_s=60.0)
     done = [
         Done(j.seq, j.id, j.fingerprint, 1, _body(i), 200, "r", 1, 2, 3.0, 1.0, 2.0, 2.0)
         for i, j in enumerate(claimed)
     ]
     with sqlite3.connect(tmp_path / "q.sqlite") as db:  # another writer holds the queue
-        db.execute("PRAGMA busy_timeout = 0")
         db.execute("BEGIN IMMEDIATE")
         await queue._call(queue._db.execute, "PRAGMA busy_timeout = 0")
         with pytest.raises(sqlite3.OperationalError, match="locked"):
             await queue.commit(done, {})
         db.rollback()
-    assert await queue.cached_results(["fp-0", "fp-1"]) == {}  # their jobs were not marked done
+    assert await queue.cached_results(["fp-x", "fp-y"]) == {}  # their jobs were not marked done
     await queue.close()
     assert _cache_rows(cache_path) == {}
+
+
+async def test_pending_replies_are_written_without_another_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_queue, "_CACHE_FLUSH_S", 0.05)
+    monkeypatch.setattr(sqlite_queue, "_CACHE_FLUSH_ROWS", 10**9)
+    cache_path = tmp_path / "cache.sqlite"
+    queue = await SQLiteQueue.open(tmp_path / "q.sqlite", CacheSpec(cache_path, "scope-a"))
+    await _commit_fresh(queue, N)
+    # an idle run (an outage, a long backoff) still shares its replies: wait for them
+    deadline = asyncio.get_running_loop().time() + 60.0
+    while _cache_rows(cache_path).get("scope-a", set()) != {f"fp-{i}" for i in range(N)}:
+        assert asyncio.get_running_loop().time() < deadline, _cache_rows(cache_path)
+        await asyncio.sleep(0.01)
+    await queue.close()

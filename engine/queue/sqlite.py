@@ -21,7 +21,6 @@ import contextlib
 import errno
 import os
 import sqlite3
-import time
 import zlib
 from collections.abc import (
     AsyncIterator,
@@ -224,14 +223,14 @@ _CACHE_PUT = (
 )
 _IN_CHUNK = 5000  # ids per `IN (…)` (SQLite allows 32,766 variables)
 
-# Fresh replies reach the shared cache in batches, sorted by key (with the commit that finds
-# `_CACHE_FLUSH_ROWS` of them waiting or the oldest `_CACHE_FLUSH_S` old, on a timer that long
-# after a commit that left some, and at close): the cache is keyed by fingerprint (a hash), so
-# every reply written by itself dirtied a page of the cache's index of its own, in every commit.
-# Until its batch is written, a reply is served from memory to this run, and its job's seq is
-# kept in `cache_pending` in the queue (in the transaction that marks the job done): a run that
-# dies first has them written when its queue is next opened with a cache, under the scope
-# recorded with them (`_PENDING_SCOPE`), never the next run's.
+# Fresh replies reach the shared cache in batches, sorted by key (with the commit that brings
+# `_CACHE_FLUSH_ROWS` of them, `_CACHE_FLUSH_S` after a commit that left some, and at close):
+# the cache is keyed by fingerprint (a hash), so every reply written by itself dirtied a page of
+# the cache's index of its own, in every commit. Until its batch is written, a reply is served
+# from memory to this run, and its job's seq is kept in `cache_pending` in the queue (in the
+# transaction that marks the job done): a run that dies first has them written when its queue
+# is next opened with a cache, under the scope recorded with them (`_PENDING_SCOPE`), never the
+# next run's.
 _CACHE_FLUSH_ROWS = 4096
 _CACHE_FLUSH_S = 2.0
 _PENDING_SCOPE = "cache.pending_scope"
@@ -276,10 +275,8 @@ class SQLiteQueue:
         self._scope = scope  # the cache scope; None: no cache
         self.path = path
         self._cache_path: Path | None = None
-        # fresh replies not yet in the cache (fingerprint -> its `_CACHE_PUT` row), and since
-        # when (time.monotonic) the oldest of them has waited
+        # fresh replies not yet in the cache (fingerprint -> its `_CACHE_PUT` row)
         self._pending: dict[str, tuple[Any, ...]] = {}
-        self._pending_since = 0.0
         # a write of the pending replies 2 s after a commit leaves some, however idle the run
         self._flush_timer: asyncio.TimerHandle | None = None
         self._flush_task: asyncio.Task[None] | None = None
@@ -342,7 +339,8 @@ class SQLiteQueue:
 
     def _write_pending_later(self) -> None:
         self._flush_timer = None
-        self._flush_task = asyncio.ensure_future(self._write_pending())
+        if self._flush_task is None or self._flush_task.done():  # (else: the next commit's)
+            self._flush_task = asyncio.ensure_future(self._write_pending())
 
     async def _write_pending(self) -> None:
         try:
@@ -353,11 +351,16 @@ class SQLiteQueue:
     def _flush_pending(self) -> None:
         if not self._pending:
             return
-        rows = sorted(self._pending.values(), key=_by_fingerprint)
         with self._transaction() as db:
-            db.executemany(_CACHE_PUT, rows)
-            db.execute("DELETE FROM cache_pending")
+            self._put_pending(db)
         self._pending.clear()
+
+    def _put_pending(self, db: sqlite3.Connection) -> None:
+        """Every pending reply into the cache, in the caller's transaction (`_pending` is
+        cleared by the caller once it commits)."""
+        rows = sorted(self._pending.values(), key=_by_fingerprint)
+        db.executemany(_CACHE_PUT, rows)
+        db.execute("DELETE FROM cache_pending")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -483,21 +486,14 @@ class SQLiteQueue:
         )
         pending = self._pending
         added = {row[1]: row for row in fresh if row[1] not in pending}
-        if added and not pending:
-            self._pending_since = time.monotonic()
         pending.update(added)
-        due = bool(pending) and (
-            len(pending) >= _CACHE_FLUSH_ROWS
-            or time.monotonic() - self._pending_since >= _CACHE_FLUSH_S
-        )
+        due = len(pending) >= _CACHE_FLUSH_ROWS
         try:
             with self._transaction() as db:
                 self._store_new_dictionary(db)
                 _apply(db, (done, retry, failed, released, [], parents), meta)
                 if due:
-                    rows = sorted(pending.values(), key=_by_fingerprint)
-                    db.executemany(_CACHE_PUT, rows)
-                    db.execute("DELETE FROM cache_pending")
+                    self._put_pending(db)
                 elif fresh:
                     seqs = [(o.seq,) for o in outcomes if isinstance(o, Done) and not o.cached]
                     db.executemany("INSERT OR IGNORE INTO cache_pending (seq) VALUES (?)", seqs)

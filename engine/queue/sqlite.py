@@ -234,6 +234,7 @@ _IN_CHUNK = 5000  # ids per `IN (…)` (SQLite allows 32,766 variables)
 _CACHE_FLUSH_ROWS = 4096
 _CACHE_FLUSH_S = 2.0
 _PENDING_SCOPE = "cache.pending_scope"
+_GET_META = "SELECT value FROM meta WHERE key = ?"
 _CACHE_PENDING = "CREATE TABLE IF NOT EXISTS main.cache_pending (seq INTEGER PRIMARY KEY)"
 _CACHE_RECOVER = """
 INSERT OR IGNORE INTO cache.responses
@@ -310,11 +311,11 @@ class SQLiteQueue:
         """Write the replies a run that died left pending into the cache, under the scope they
         were answered in; from now on, pending replies are this process's (`scope`)."""
         with self._transaction() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = ?", (_PENDING_SCOPE,)).fetchone()
-            if row is not None:
-                db.execute(_CACHE_RECOVER, (row[0],))
+            recorded = self._scalar_sync(_GET_META, (_PENDING_SCOPE,))
+            if recorded is not None:
+                db.execute(_CACHE_RECOVER, (recorded,))
             db.execute("DELETE FROM cache_pending")  # (with no scope known: not written)
-            if row is None or row[0] != scope:
+            if recorded != scope:
                 db.executemany(_SET_META, [(_PENDING_SCOPE, scope)])
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
@@ -736,7 +737,7 @@ class SQLiteQueue:
             return self._codec.decode(stored)
 
     async def get_meta(self, key: str) -> str | None:
-        value = await self._scalar("SELECT value FROM meta WHERE key = ?", (key,))
+        value = await self._scalar(_GET_META, (key,))
         return None if value is None else str(value)
 
     async def set_meta(self, values: Mapping[str, str]) -> None:

@@ -1,8 +1,10 @@
 """One job, one HTTP call: the provider transports.
 
-`AiohttpTransport` is the hot path (one shared session, pool sized to the concurrency, msgspec
-on both sides). `SdkTransport` (workers/sdk_client.py) goes through the openai SDK. Both turn
-every answer into a `CallResult` or raise a `workers.errors.ProviderError` subclass.
+The default transport is `Http1Transport` (workers/http1.py); `AiohttpTransport` here (one
+shared session, pool sized to the concurrency, msgspec on both sides) and `SdkTransport`
+(workers/sdk_client.py, through the openai SDK) are the others. Each turns every answer into a
+`CallResult` (`parse_response`, shared by all) or raises a `workers.errors.ProviderError`
+subclass.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
-import aiohttp
 import msgspec
 
 from ratelimits.backoff import parse_retry_after
@@ -141,9 +142,15 @@ def _malformed(message: str, status: int, body: bytes, request_id: str) -> Malfo
 
 
 class AiohttpTransport:
-    """The hot-path transport: aiohttp + msgspec, one session, pool = concurrency."""
+    """The aiohttp transport (`--transport aiohttp`): aiohttp + msgspec, one session, pool =
+    concurrency. aiohttp is imported here, not with the module: the default transport
+    (workers/http1.py) does without it, and importing it costs every command about a tenth of
+    a second."""
 
     def __init__(self, base_url: str, api_key: str, concurrency: int, timeout_s: float) -> None:
+        import aiohttp  # noqa: PLC0415 (see the class docstring)
+
+        self._errors = (aiohttp.ClientError, OSError)
         connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -163,7 +170,7 @@ class AiohttpTransport:
                 headers = resp.headers
         except TimeoutError:
             raise CallTimeout("request timed out") from None
-        except (aiohttp.ClientError, OSError) as exc:
+        except self._errors as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
         latency_ms = (time.perf_counter() - started) * 1000.0
         return parse_response(status, headers, body, latency_ms)

@@ -1,4 +1,5 @@
-"""`python -m bench …`: run a scenario, list scenarios, estimate a real run's cost.
+"""`python -m bench …`: run a scenario, list scenarios, estimate a real run's cost, weigh the
+learned rate on a simulated clock.
 
 Exit status: 0 measured and every check met (or none defined); 1 a check not met, or a process
 failed; 2 bad usage; 4 the scenario is not available (the engine lacks what it needs).
@@ -157,12 +158,33 @@ def _bare_command(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     return bare_main(args.requests, args.base_url, args.concurrency, args.out)
 
 
+def _learner_command(args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    from bench.learner import config_with, render, run_grid
+
+    if not 0 <= args.warmup_s < args.seconds:
+        raise cli_args.UsageError(
+            "--warmup-s", f"must be at least 0 and below --seconds ({args.seconds:g})"
+        )
+    if args.log_level == "info":
+        configure_logging("warning")  # a simulated learner's every cut is not news
+    try:
+        config = config_with(args.set)
+    except ValueError as exc:
+        raise cli_args.UsageError("--set", str(exc)) from None
+    grid = run_grid(
+        config, seconds=args.seconds, warmup_s=args.warmup_s, concurrency=args.concurrency
+    )
+    print(cli_args.to_json(grid) if args.json else render(grid))
+    return EXIT_OK
+
+
 _COMMANDS = {
     "run": _run_command,
     "list": _list_command,
     "estimate": _estimate_command,
     "bare": _bare_command,
     "plot": _plot_command,
+    "learner": _learner_command,
 }
 
 

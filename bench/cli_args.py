@@ -10,7 +10,7 @@ import msgspec
 
 from bench.estimate import DEFAULT_STAGE_TOKENS, EstimateInput, StageTokens
 from bench.scenarios import ALL_VARIANTS, EngineSettings, Overrides, RequestSettings, SimSettings
-from engine.argtypes import positive_int
+from engine.argtypes import positive_float, positive_int
 from engine.config import FLAGS
 
 _SPECIAL = frozenset({"extra_args", "rpm", "tpm"})  # set from --*-arg, --rpm/--tpm/--engine-*
@@ -155,6 +155,27 @@ def _add_plot(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", type=Path, help="default: RUN_DIR/report.png")
 
 
+def _add_learner(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "learner",
+        allow_abbrev=False,
+        help="the learned rate against simulated rate-limited servers (a fake clock, seconds)",
+    )
+    p.add_argument("--seconds", type=positive_float, default=30.0, help="per server")
+    p.add_argument(
+        "--warmup-s", type=float, default=5.0, help="utilisation counts the calls after this"
+    )
+    p.add_argument("--concurrency", type=positive_int, default=64, help="calls in flight")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a LearnConfig field (ratelimits/learned.py), e.g. --set window_s=0.05",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def build_parser(scenario_names: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         allow_abbrev=False,
@@ -168,6 +189,7 @@ def build_parser(scenario_names: list[str]) -> argparse.ArgumentParser:
     _add_estimate(sub)
     _add_bare(sub)
     _add_plot(sub)
+    _add_learner(sub)
     return parser
 
 

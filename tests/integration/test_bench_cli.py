@@ -123,8 +123,42 @@ def test_estimate_prints_calls_cost_and_wall_time() -> None:
     assert "no price for model 'gpt-9'" in unknown.stderr
 
 
-@pytest.mark.parametrize("command", [(), ("run",), ("list",), ("estimate",), ("bare",)])
+@pytest.mark.parametrize(
+    "command", [(), ("run",), ("list",), ("estimate",), ("bare",), ("plot",), ("learner",)]
+)
 def test_every_command_has_help(command: tuple[str, ...]) -> None:
     done = _bench(*command, "--help")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: python -m bench")
+
+
+def test_learner_grid_runs_and_takes_learn_config_settings() -> None:
+    done = _bench("learner", "--seconds", "6", "--warmup-s", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    grid = json.loads(done.stdout)
+    outcomes = grid["outcomes"]
+    assert len(outcomes) == 3 * 5 * 4 + 1  # bursts x limits x latencies, and no limit
+    assert all(o["answered"] > 0 for o in outcomes)
+    unlimited = outcomes[-1]
+    assert unlimited["limit_rpm"] is None
+    assert unlimited["limited"] == 0
+    assert grid["config"]["window_s"] == 0.1
+    faster = json.loads(
+        _bench("learner", "--seconds", "6", "--set", "window_s=0.05", "--json").stdout
+    )
+    assert faster["config"]["window_s"] == 0.05
+    assert faster["outcomes"][-1]["ramp_s"] < unlimited["ramp_s"]  # the setting took effect
+    table = _bench("learner", "--seconds", "3", "--warmup-s", "1")
+    assert table.returncode == 0, table.stderr
+    assert "| 1 | 1,200 |" in table.stdout
+    assert "no limit, 4 ms: 600,000 rpm after" in table.stdout
+    refusals = [
+        (("--set", "nosuch=1"), "--set"),
+        (("--set", "window_s=-1"), "--set"),
+        (("--set", "window_s"), "--set"),
+        (("--warmup-s", "40"), "--warmup-s"),
+    ]
+    for bad, flag in refusals:
+        refused = _bench("learner", *bad)
+        assert refused.returncode == 2
+        assert refused.stderr.startswith(f"error: {flag}: "), refused.stderr

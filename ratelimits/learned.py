@@ -19,8 +19,9 @@ mechanism.
   can hide an excess for a few doublings).
 * **Increase.** `increase_windows` windows in a row without a 429, that used most of the rate
   (grants at least `used_share` of what it allowed) and whose calls at the last rate have been
-  answered, raise the rate by `increase_share` of itself. An unused rate (or an idle spell) is
-  no evidence that the server would take more, so it does not grow.
+  answered, raise the rate by `increase_share` of itself. An unused rate (or an idle spell: no
+  grant and no answer for longer than twice the pacing interval, and than a window) is no
+  evidence that the server would take more, so it does not grow.
 * **Decrease.** A 429 cuts the rate to `decrease_factor` * rate, or further to the share of
   the answers since the last cut that were not 429s (far over the limit, the server took only
   that share: one step lands near it), but at most by half at once (a server refusing
@@ -224,10 +225,15 @@ class RateLearner:
         for k in range(1, min(skipped, memory) + 1):  # idle windows let nothing through
             self._sustained.append((end + k * window_s, 0))
         self._trim(end + skipped * window_s)
-        if skipped:  # an idle spell: the rate was not used
+        # Windows without a grant or an answer are an idle spell (the rate was not used) only
+        # if the gap is longer than the pacing explains: below 1,200 rpm the limiter itself
+        # spaces calls more than a window apart, and a rate in full use leaves windows empty.
+        if skipped and now - end > 2 * 60.0 / self._rate:
             self._clean_windows = self._clean_grants = 0
             self._span_answered = self._span_limited = 0
             self._recent.clear()
+        elif skipped:
+            self._clean_windows += skipped  # quiet windows of a paced rate: nothing refused
         self._window_start = end + skipped * window_s  # idle windows: nothing else to learn
         self._granted = self._succeeded = self._limited_in_window = 0
 

@@ -177,6 +177,15 @@ def test_an_unused_rate_does_not_grow() -> None:
     assert learner.rate_rpm == 600.0
 
 
+def test_a_rate_in_full_use_below_one_call_a_window_still_grows() -> None:
+    # 300 rpm: the limiter spaces calls 0.2 s apart, and answers 2 s later fall in step with
+    # them, so every other 0.1 s window is empty; that is pacing, not an idle spell
+    learner, clock = fresh(start_rpm=300.0)
+    trace = drive(learner, clock, ServerBucket(lambda _t: 1e9), until_s=60.0, latency_s=2.0)
+    assert learner.rate_rpm >= 1.2 * 300.0
+    assert trace.limited_share(0.0, 60.0) == 0.0
+
+
 def test_with_rpm_given_it_starts_there_never_exceeds_it_and_still_backs_off() -> None:
     learner, clock = fresh(ceiling_rpm=900.0)
     assert learner.rate_rpm == 900.0

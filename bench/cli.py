@@ -167,12 +167,20 @@ def _learner_command(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         )
     if args.log_level == "info":
         configure_logging("warning")  # a simulated learner's every cut is not news
+    if not 0 <= args.random_429 < 1:
+        raise cli_args.UsageError(
+            "--random-429", f"must be at least 0 and below 1, got {args.random_429:g}"
+        )
     try:
         config = config_with(args.set)
     except ValueError as exc:
         raise cli_args.UsageError("--set", str(exc)) from None
     grid = run_grid(
-        config, seconds=args.seconds, warmup_s=args.warmup_s, concurrency=args.concurrency
+        config,
+        seconds=args.seconds,
+        warmup_s=args.warmup_s,
+        concurrency=args.concurrency,
+        random_429=args.random_429,
     )
     print(cli_args.to_json(grid) if args.json else render(grid))
     return EXIT_OK

@@ -173,6 +173,13 @@ def _add_learner(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="FIELD=VALUE",
         help="a LearnConfig field (ratelimits/learned.py), e.g. --set window_s=0.05",
     )
+    p.add_argument(
+        "--random-429",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="a share of calls every server refuses at random, whatever the rate (0 <= P < 1)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

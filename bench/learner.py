@@ -16,12 +16,16 @@ A server is a token bucket holding `burst_s` seconds of its limit, full at the s
 built-in simulator's holds one second). Calls go out at the learned rate, at most
 `concurrency` at a time, each answered `latency` later. With `--set FIELD=VALUE` the learner
 runs with another `LearnConfig`, which is how a change to it is weighed against the accuracy it
-must keep: a faster slow start is paid for in 429s and utilisation, cell by cell.
+must keep: a faster slow start is paid for in 429s and utilisation, cell by cell. With
+`--random-429 P` every server also refuses a share P of the calls at random (a seeded draw,
+the same in every run), as an overloaded API does whatever the rate: utilisation can then reach
+1 - P at most.
 """
 
 from __future__ import annotations
 
 import heapq
+import random
 from collections.abc import Sequence
 
 import msgspec
@@ -76,6 +80,7 @@ class Grid(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     warmup_s: float
     concurrency: int
     outcomes: list[Outcome]
+    random_429: float = 0.0
 
 
 def simulate(
@@ -87,8 +92,11 @@ def simulate(
     seconds: float,
     warmup_s: float,
     concurrency: int,
+    random_429: float = 0.0,
 ) -> Outcome:
-    """Drive a fresh learner against one server for `seconds` of simulated time."""
+    """Drive a fresh learner against one server for `seconds` of simulated time (and with
+    `random_429`, refusals at random on top of the server's limit)."""
+    draw = random.Random(0).random
     clock = FakeClock()
     learner = RateLearner(config, clock)
     server = None if limit_rpm is None else TokenBucket(limit_rpm, burst_s)
@@ -117,7 +125,10 @@ def simulate(
         learner.on_grant()
         if ramp_s is None and learner.rate_rpm >= RAMP_TARGET_RPM:
             ramp_s = next_send
-        admitted = server is None or server.admit(next_send)
+        if random_429 and draw() < random_429:
+            admitted = False  # refused before the bucket: no token spent
+        else:
+            admitted = server is None or server.admit(next_send)
         heapq.heappush(answers, (next_send + latency_s, order, next_send, admitted))
         order += 1
         in_flight += 1
@@ -143,6 +154,7 @@ def run_grid(
     seconds: float = 30.0,
     warmup_s: float = 5.0,
     concurrency: int = 64,
+    random_429: float = 0.0,
     limits_rpm: Sequence[float] = LIMITS_RPM,
     latencies_ms: Sequence[float] = LATENCIES_MS,
     bursts_s: Sequence[float] = BURSTS_S,
@@ -154,11 +166,18 @@ def run_grid(
     cells.append((None, 0.0, UNLIMITED_LATENCY_MS))
     outcomes = [
         simulate(
-            config, limit, burst, lat, seconds=seconds, warmup_s=warmup_s, concurrency=concurrency
+            config,
+            limit,
+            burst,
+            lat,
+            seconds=seconds,
+            warmup_s=warmup_s,
+            concurrency=concurrency,
+            random_429=random_429,
         )
         for limit, burst, lat in cells
     ]
-    return Grid(config, seconds, warmup_s, concurrency, outcomes)
+    return Grid(config, seconds, warmup_s, concurrency, outcomes, random_429)
 
 
 def render(grid: Grid) -> str:
@@ -170,7 +189,8 @@ def render(grid: Grid) -> str:
     servers = list(dict.fromkeys((o.burst_s, o.limit_rpm) for o in limited))
     lines = [
         f"the learned rate on a simulated clock: {grid.seconds:g} s per server, concurrency "
-        f"{grid.concurrency}, utilisation counted after {grid.warmup_s:g} s",
+        f"{grid.concurrency}, utilisation counted after {grid.warmup_s:g} s"
+        + (f", {grid.random_429:.1%} of calls refused at random" if grid.random_429 else ""),
         "",
         "| burst s | limit rpm | " + " | ".join(f"{lat:g} ms" for lat in latencies) + " |",
         "|---|---|" + "---|" * len(latencies),

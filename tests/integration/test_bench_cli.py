@@ -152,11 +152,15 @@ def test_learner_grid_runs_and_takes_learn_config_settings() -> None:
     assert table.returncode == 0, table.stderr
     assert "| 1 | 1,200 |" in table.stdout
     assert "no limit, 4 ms: 600,000 rpm after" in table.stdout
+    noisy = _bench("learner", "--seconds", "3", "--warmup-s", "1", "--random-429", "0.02")
+    assert noisy.returncode == 0, noisy.stderr
+    assert "2.0% of calls refused at random" in noisy.stdout
     refusals = [
         (("--set", "nosuch=1"), "--set"),
         (("--set", "window_s=-1"), "--set"),
         (("--set", "window_s"), "--set"),
         (("--warmup-s", "40"), "--warmup-s"),
+        (("--random-429", "1"), "--random-429"),
     ]
     for bad, flag in refusals:
         refused = _bench("learner", *bad)

@@ -48,3 +48,16 @@ def test_settings_are_laid_over_the_defaults_and_bad_ones_named() -> None:
         config_with(["window_s"])
     with pytest.raises(ValueError, match="window_s"):
         config_with(["window_s=0"])
+
+
+def test_random_refusals_come_on_top_of_the_limit_and_are_the_same_each_run() -> None:
+    floor = LearnConfig(min_rpm=6000.0)  # the learner backs off no lower: a large sample
+    runs = [
+        simulate(floor, None, 0.0, 20.0, seconds=20.0, warmup_s=5.0, concurrency=64, random_429=0.5)
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]  # a seeded draw: the grid's figures do not move between runs
+    assert runs[0].answered > 1000
+    assert 0.45 <= runs[0].share_429 <= 0.55
+    clean = simulate(floor, None, 0.0, 20.0, seconds=20.0, warmup_s=5.0, concurrency=64)
+    assert clean.limited == 0

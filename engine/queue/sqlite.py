@@ -71,6 +71,17 @@ _JOB_INDEXES = {
     "jobs_parent": "CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL",
 }
 
+# (id, line, line of its first occurrence) of the first input that repeats an id of its input
+# with another request than that first occurrence's
+_REPEATED_WITH_ANOTHER_REQUEST = """
+WITH firsts AS (SELECT id, min(rowid) AS first FROM temp.incoming GROUP BY id HAVING count(*) > 1)
+SELECT d.id, d.line, f.line FROM firsts
+JOIN temp.incoming AS f ON f.rowid = firsts.first
+JOIN temp.incoming AS d ON d.id = firsts.id AND d.rowid > firsts.first
+WHERE d.fingerprint <> f.fingerprint
+ORDER BY d.rowid LIMIT 1
+"""
+
 _SCHEMA_V1 = f"""
 CREATE TABLE jobs (
     seq               INTEGER PRIMARY KEY,
@@ -401,8 +412,9 @@ class SQLiteQueue:
                         )
                 if meta:
                     db.executemany(_SET_META, list(meta.items()))
-                added = self._stage_and_insert(jobs)
-                self._check_conflicts(against_earlier=not first)
+                added, given = self._stage_and_insert(jobs)
+                if added < given:  # an id given twice, or enqueued before: were they the same?
+                    self._check_conflicts(against_earlier=not first)
                 if first:
                     for statement in _JOB_INDEXES.values():
                         db.execute(statement)
@@ -410,22 +422,25 @@ class SQLiteQueue:
             self._db.execute("DROP TABLE IF EXISTS temp.incoming")
         return added
 
-    def _stage_and_insert(self, jobs: Iterable[NewJob]) -> int:
-        """Insert new jobs; remember (id, line, fingerprint) of every input to check later."""
+    def _stage_and_insert(self, jobs: Iterable[NewJob]) -> tuple[int, int]:
+        """Insert new jobs; remember (id, line, fingerprint) of every input in case they are
+        to be checked. Returns (jobs added, inputs given)."""
         db = self._db
+        # appended to, not keyed: a key cost a B-tree insert at a random place per input (a
+        # quarter of enqueueing the PERSONA graph), and is needed only when an input was not
+        # added, which `_check_conflicts` then indexes for
         db.execute(
-            "CREATE TEMP TABLE incoming (id TEXT PRIMARY KEY, line INTEGER NOT NULL, "
-            "fingerprint TEXT NOT NULL, dup_line INTEGER) WITHOUT ROWID"
+            "CREATE TEMP TABLE incoming (id TEXT NOT NULL, line INTEGER NOT NULL, "
+            "fingerprint TEXT NOT NULL)"
         )
-        added = 0
+        added = given = 0
         iterator: Iterator[NewJob] = iter(jobs)
         while chunk := list(islice(iterator, 5000)):
             db.executemany(
-                "INSERT INTO temp.incoming (id, line, fingerprint) VALUES (?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET dup_line = coalesce(dup_line, excluded.line) "
-                "WHERE fingerprint <> excluded.fingerprint",
+                "INSERT INTO temp.incoming (id, line, fingerprint) VALUES (?, ?, ?)",
                 [(j.id, j.line, j.fingerprint) for j in chunk],
             )
+            given += len(chunk)
             added += db.executemany(
                 "INSERT INTO jobs (id, shard, stage, model, est_tokens, fingerprint, payload, "
                 "parent_id, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
@@ -444,23 +459,22 @@ class SQLiteQueue:
                     for j in chunk
                 ],
             ).rowcount
-        return added
+        return added, given
 
     def _check_conflicts(self, *, against_earlier: bool) -> None:
-        """The first id given twice with two requests in this input; then (`against_earlier`:
-        the queue held jobs before) the first id enqueued before with another request. Into an
-        empty queue every job came from this input: the first check covers both."""
-        row = self._db.execute(
-            "SELECT id, dup_line, line FROM temp.incoming WHERE dup_line IS NOT NULL "
-            "ORDER BY dup_line LIMIT 1"
-        ).fetchone()
+        """The first input (in input order) that repeats an id of this input with another
+        request; then (`against_earlier`: the queue held jobs before) the first id enqueued
+        before with another request. Into an empty queue every job came from this input: the
+        first check covers both."""
+        self._db.execute("CREATE INDEX temp.incoming_id ON incoming (id)")
+        row = self._db.execute(_REPEATED_WITH_ANOTHER_REQUEST).fetchone()
         if row is not None:
             raise EnqueueConflict(row[0], row[1], row[2])
         if not against_earlier:
             return
         row = self._db.execute(
             "SELECT i.id, i.line FROM temp.incoming AS i JOIN jobs AS j ON j.id = i.id "
-            "WHERE j.fingerprint <> i.fingerprint ORDER BY i.line LIMIT 1"
+            "WHERE j.fingerprint <> i.fingerprint ORDER BY i.rowid LIMIT 1"
         ).fetchone()
         if row is not None:
             raise EnqueueConflict(row[0], row[1], None)

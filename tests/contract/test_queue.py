@@ -114,6 +114,28 @@ async def test_duplicate_id_with_other_body_in_one_input(queue: WorkQueue) -> No
     assert (await queue.counts()).total == 0
 
 
+async def test_identical_repeats_are_one_job_and_the_first_conflict_in_input_order_is_named(
+    queue: WorkQueue,
+) -> None:
+    same = [make_job(1, line=1), make_job(2, line=2), make_job(1, line=3)]
+    assert await queue.enqueue(same) == 2  # the same request twice: one job
+    batch = [
+        make_job(5, line=1),
+        make_job(6, line=2),
+        make_job(6, text="other", line=3),
+        make_job(5, line=4),  # a repeat of line 1, the same request
+        make_job(5, text="other", line=5),
+        make_job(1, text="other", line=6),  # enqueued before with another request
+    ]
+    with pytest.raises(EnqueueConflict) as info:
+        await queue.enqueue(batch)
+    assert (info.value.job_id, info.value.line, info.value.other_line) == ("job-6", 3, 2)
+    with pytest.raises(EnqueueConflict) as info:  # no repeat within: the earlier job is named
+        await queue.enqueue([make_job(7, line=1), make_job(1, text="other", line=2)])
+    assert (info.value.job_id, info.value.line, info.value.other_line) == ("job-1", 2, None)
+    assert (await queue.counts()).total == 2
+
+
 async def test_error_while_reading_input_enqueues_nothing(queue: WorkQueue) -> None:
     def jobs() -> Iterator[NewJob]:
         for i in range(6000):  # more than one insert chunk before the failure
